@@ -1,0 +1,145 @@
+/**
+ * i-CLEVR-style episode generator: five turns, one object added per turn, each described relative to an object
+ * already in the scene ("Add a red cube behind and to the left of the blue sphere."), as in i-CLEVR (GeNeVA).
+ */
+import { ICLEVR_COLORS, ICLEVR_SHAPES, type IclevrEpisode, type IclevrObject, type EpisodeTurn } from './episode.js';
+import { Rng, hashSeed, hashString } from './prng.js';
+
+/** The eight spatial relations, as worded in the instructions. dx: -1 left / +1 right; dy: -1 behind / +1 in front. */
+export const ICLEVR_RELATIONS = [
+  { text: 'to the left of', dx: -1, dy: 0 },
+  { text: 'to the right of', dx: 1, dy: 0 },
+  { text: 'behind', dx: 0, dy: -1 },
+  { text: 'in front of', dx: 0, dy: 1 },
+  { text: 'behind and to the left of', dx: -1, dy: -1 },
+  { text: 'behind and to the right of', dx: 1, dy: -1 },
+  { text: 'in front of and to the left of', dx: -1, dy: 1 },
+  { text: 'in front of and to the right of', dx: 1, dy: 1 },
+] as const;
+export type IclevrRelation = (typeof ICLEVR_RELATIONS)[number]['text'];
+
+/** Geometry of the generator (normalised image coordinates). */
+export const ICLEVR_GEOMETRY = {
+  turns: 5,
+  xRange: [0.1, 0.9] as const,
+  yRange: [0.25, 0.9] as const,
+  minDistance: 0.13,
+  /** Offset along x for a left/right relation, |dx|. */
+  offsetX: [0.16, 0.28] as const,
+  /** Offset along y for a behind/in-front relation, |dy|. */
+  offsetY: [0.14, 0.22] as const,
+  /** Jitter on the axis a relation does not constrain (well below the offsets so the relation stays clear). */
+  sideJitter: 0.04,
+  /** The first object is placed at the centre of the floor area, jittered by at most this much. */
+  centre: [0.5, 0.575] as const,
+  centreJitter: 0.03,
+};
+
+export type IclevrSplit = 'train' | 'val' | 'test';
+
+export interface IclevrGenerateOptions {
+  count: number;
+  seed: number;
+  /** Default 'train'. Splits draw from disjoint seed streams, so train and val never share an episode. */
+  split?: IclevrSplit;
+}
+
+/** "Add a {color} {shape} at the center." */
+export function firstTurnText(o: Pick<IclevrObject, 'color' | 'shape'>): string {
+  return `Add a ${o.color} ${o.shape} at the center.`;
+}
+
+/** "Add a {color} {shape} {relation} the {color} {shape}." */
+export function relationTurnText(
+  o: Pick<IclevrObject, 'color' | 'shape'>,
+  relation: IclevrRelation,
+  ref: Pick<IclevrObject, 'color' | 'shape'>,
+): string {
+  return `Add a ${o.color} ${o.shape} ${relation} the ${ref.color} ${ref.shape}.`;
+}
+
+/** The label the detector and metrics use for an i-CLEVR object, e.g. "red cube". */
+export function iclevrLabel(o: Pick<IclevrObject, 'color' | 'shape'>): string {
+  return `${o.color} ${o.shape}`;
+}
+
+/** All 24 (colour, shape) labels in a fixed order (colour-major), for multi-label classifiers. */
+export const ICLEVR_LABELS: readonly string[] = ICLEVR_COLORS.flatMap((color) =>
+  ICLEVR_SHAPES.map((shape) => iclevrLabel({ color, shape })),
+);
+
+const round4 = (v: number) => Math.round(v * 1e4) / 1e4;
+
+function fits(x: number, y: number, placed: readonly IclevrObject[]): boolean {
+  const g = ICLEVR_GEOMETRY;
+  if (x < g.xRange[0] || x > g.xRange[1] || y < g.yRange[0] || y > g.yRange[1]) return false;
+  return placed.every((p) => Math.hypot(p.x - x, p.y - y) >= g.minDistance);
+}
+
+function tryEpisode(rng: Rng): EpisodeTurn<IclevrObject>[] | null {
+  const g = ICLEVR_GEOMETRY;
+  const kinds = ICLEVR_COLORS.flatMap((color) => ICLEVR_SHAPES.map((shape) => ({ color, shape })));
+  const used = new Set<string>();
+  const take = () => {
+    const free = kinds.filter((k) => !used.has(iclevrLabel(k)));
+    const k = rng.pick(free);
+    used.add(iclevrLabel(k));
+    return k;
+  };
+  const first = take();
+  const c: IclevrObject = {
+    ...first,
+    x: round4(g.centre[0] + rng.uniform(-g.centreJitter, g.centreJitter)),
+    y: round4(g.centre[1] + rng.uniform(-g.centreJitter, g.centreJitter)),
+  };
+  const objects: IclevrObject[] = [c];
+  const turns: EpisodeTurn<IclevrObject>[] = [{ text: firstTurnText(c), objects: [...objects] }];
+  for (let t = 1; t < g.turns; t++) {
+    const kind = take();
+    let placed: IclevrObject | null = null;
+    let text = '';
+    // Resample reference, relation and offsets until the new object fits the floor and keeps its distance.
+    for (let attempt = 0; attempt < 200 && !placed; attempt++) {
+      const ref = rng.pick(objects);
+      const rel = rng.pick(ICLEVR_RELATIONS);
+      const dx = rel.dx === 0 ? rng.uniform(-g.sideJitter, g.sideJitter) : rel.dx * rng.uniform(g.offsetX[0], g.offsetX[1]);
+      const dy = rel.dy === 0 ? rng.uniform(-g.sideJitter, g.sideJitter) : rel.dy * rng.uniform(g.offsetY[0], g.offsetY[1]);
+      const x = round4(ref.x + dx);
+      const y = round4(ref.y + dy);
+      if (!fits(x, y, objects)) continue;
+      placed = { ...kind, x, y };
+      text = relationTurnText(kind, rel.text, ref);
+    }
+    if (!placed) return null;
+    objects.push(placed);
+    turns.push({ text, objects: [...objects] });
+  }
+  return turns;
+}
+
+/** One episode from its own seed (the building block of generateIclevrEpisodes). */
+export function generateIclevrEpisode(episodeSeed: number, id: string): IclevrEpisode {
+  const rng = new Rng(episodeSeed);
+  // A crowded scene can leave no valid spot for the next object; then the whole episode is redrawn (rare).
+  for (let tries = 0; tries < 1000; tries++) {
+    const turns = tryEpisode(rng);
+    if (turns) return { id, dataset: 'iclevr', turns };
+  }
+  throw new Error(`generateIclevrEpisode: no valid episode for seed ${episodeSeed}`);
+}
+
+/**
+ * `count` i-CLEVR-style episodes, fully determined by (seed, split). Episode i uses its own seed
+ * hash(split, seed, i), so a larger count extends a smaller one with the same first episodes, and the
+ * splits' streams are disjoint. Ids: `iclevr-{split}-{seed}-{i}`.
+ */
+export function generateIclevrEpisodes(opts: IclevrGenerateOptions): IclevrEpisode[] {
+  const { count, seed } = opts;
+  const split = opts.split ?? 'train';
+  if (!Number.isInteger(count) || count < 0) throw new Error(`generateIclevrEpisodes: count must be an integer >= 0, got ${count}`);
+  if (!Number.isInteger(seed)) throw new Error(`generateIclevrEpisodes: seed must be an integer, got ${seed}`);
+  const salt = hashString(split);
+  const out: IclevrEpisode[] = [];
+  for (let i = 0; i < count; i++) out.push(generateIclevrEpisode(hashSeed(salt, seed, i), `iclevr-${split}-${seed}-${i}`));
+  return out;
+}

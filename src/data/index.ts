@@ -1,0 +1,6 @@
+/** Public surface of the data part: images, episodes, renderers, datasets. */
+export * from './image.js';
+export * from './episode.js';
+export { Rng, hashSeed, hashString } from './prng.js';
+export * from './iclevr.js';
+export * from './iclevrRender.js';
