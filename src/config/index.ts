@@ -1,0 +1,165 @@
+/**
+ * The server's configuration: read from the environment (and a few command-line flags) and validated once at
+ * start-up with zod. Everything else receives the resulting `Config` object; nothing else reads process.env.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+
+const bool = z
+  .union([z.boolean(), z.enum(['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off'])])
+  .transform((v) => v === true || v === '1' || v === 'true' || v === 'yes' || v === 'on');
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+/** Limits that protect the server; each violation is a typed GraphQL error (see src/graphql/errors.ts). */
+const LimitsSchema = z.object({
+  /** Longest turn instruction or chat message, in characters. */
+  maxTextLength: int(1, 100_000).default(500),
+  /** Longest session title or participant name, in characters. */
+  maxNameLength: int(1, 1000).default(80),
+  /** Turns QUEUED or RUNNING at once in one session. */
+  maxQueuedTurnsPerSession: int(1, 10_000).default(8),
+  /** GraphQL operations (queries, mutations, subscribes) per participant token (or per IP when anonymous) per minute. */
+  maxOperationsPerMinute: int(1, 1_000_000).default(240),
+  /** Deepest selection nesting in a GraphQL document. */
+  maxQueryDepth: int(1, 100).default(8),
+  /** Largest estimated query cost (1 per field, lists multiplied by their `first`/`last` argument or 20). */
+  maxQueryComplexity: int(1, 1_000_000).default(2000),
+  /** Largest WebSocket message accepted, in bytes (larger closes the socket with 1009). */
+  maxWsPayloadBytes: int(256, 64 * 1024 * 1024).default(64 * 1024),
+  /** Largest HTTP request body, in bytes. */
+  maxHttpBodyBytes: int(256, 64 * 1024 * 1024).default(256 * 1024),
+  /** Most denoising steps a turn may ask for. */
+  maxSteps: int(1, 10_000).default(250),
+  /** Largest PNG returned as a data URL, in bytes. */
+  maxDataUrlBytes: int(1024, 64 * 1024 * 1024).default(512 * 1024),
+});
+
+const ConfigSchema = z.object({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: int(0, 65535).default(4000),
+  /** Folder for the embedded SQLite database (and anything else the server writes). */
+  dataDir: z.string().min(1).default('data'),
+  /** `file:...` (SQLite) or `postgres://...`; empty means `file:<dataDir>/codraw.db`. */
+  databaseUrl: z.string().default(''),
+  /** Checkpoint folder the engine loads at start. */
+  modelPath: z.string().min(1).default('models/iclevr-default'),
+  backend: z.enum(['auto', 'tensorflow', 'native-cpu', 'cpu']).default('auto'),
+  /** Send a preview of the predicted x0 every N denoising steps (0: no previews, only the final image). */
+  previewEvery: int(0, 10_000).default(5),
+  /** Denoise ready turns of different sessions together in one batch. */
+  batching: bool.default(true),
+  maxBatchSize: int(1, 256).default(8),
+  /** Generation defaults for turns that do not set their own. */
+  defaultSteps: int(1, 10_000).default(50),
+  defaultGuidanceScale: z.coerce.number().min(0).max(100).default(3),
+  defaultIcmGuidanceScale: z.coerce.number().min(0).max(100).default(1),
+  /** A socket whose unsent data exceeds this many bytes gets only the latest preview frame. */
+  wsHighWaterMarkBytes: int(0, 1 << 30).default(256 * 1024),
+  /** How long SIGTERM waits for in-flight work before closing anyway. */
+  shutdownTimeoutMs: int(0, 600_000).default(10_000),
+  limits: LimitsSchema.default(LimitsSchema.parse({})),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type Limits = Config['limits'];
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+/** Where the database lives, resolved from the configuration. */
+export type DatabaseTarget = { kind: 'sqlite'; file: string } | { kind: 'postgres'; url: string };
+
+export function databaseTarget(config: Config): DatabaseTarget {
+  const url = config.databaseUrl;
+  if (/^postgres(ql)?:\/\//.test(url)) return { kind: 'postgres', url };
+  if (url.startsWith('file:')) return { kind: 'sqlite', file: path.resolve(url.slice('file:'.length)) };
+  if (url !== '') throw new ConfigError(`DATABASE_URL must start with file: or postgres://, got "${url}"`);
+  return { kind: 'sqlite', file: path.resolve(config.dataDir, 'codraw.db') };
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Validate a partial configuration object (tests and benches build theirs this way). */
+export function makeConfig(input: ConfigInput = {}): Config {
+  const r = ConfigSchema.safeParse(input);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => `  ${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return r.data;
+}
+
+/** Environment variable -> config path. Unset variables take the defaults above. */
+const ENV: Record<string, string> = {
+  HOST: 'host',
+  PORT: 'port',
+  DATA_DIR: 'dataDir',
+  DATABASE_URL: 'databaseUrl',
+  MODEL_PATH: 'modelPath',
+  TENSOR_BACKEND: 'backend',
+  PREVIEW_EVERY: 'previewEvery',
+  BATCHING: 'batching',
+  MAX_BATCH_SIZE: 'maxBatchSize',
+  DEFAULT_STEPS: 'defaultSteps',
+  DEFAULT_GUIDANCE_SCALE: 'defaultGuidanceScale',
+  DEFAULT_ICM_GUIDANCE_SCALE: 'defaultIcmGuidanceScale',
+  WS_HIGH_WATER_MARK_BYTES: 'wsHighWaterMarkBytes',
+  SHUTDOWN_TIMEOUT_MS: 'shutdownTimeoutMs',
+  MAX_TEXT_LENGTH: 'limits.maxTextLength',
+  MAX_NAME_LENGTH: 'limits.maxNameLength',
+  MAX_QUEUED_TURNS_PER_SESSION: 'limits.maxQueuedTurnsPerSession',
+  MAX_OPERATIONS_PER_MINUTE: 'limits.maxOperationsPerMinute',
+  MAX_QUERY_DEPTH: 'limits.maxQueryDepth',
+  MAX_QUERY_COMPLEXITY: 'limits.maxQueryComplexity',
+  MAX_WS_PAYLOAD_BYTES: 'limits.maxWsPayloadBytes',
+  MAX_HTTP_BODY_BYTES: 'limits.maxHttpBodyBytes',
+  MAX_STEPS: 'limits.maxSteps',
+  MAX_DATA_URL_BYTES: 'limits.maxDataUrlBytes',
+};
+
+/** Command-line flags (`--port 4000` or `--port=4000`) -> config path; they override the environment. */
+const FLAGS: Record<string, string> = {
+  '--host': 'host',
+  '--port': 'port',
+  '--data-dir': 'dataDir',
+  '--database-url': 'databaseUrl',
+  '--model': 'modelPath',
+  '--backend': 'backend',
+  '--preview-every': 'previewEvery',
+  '--batching': 'batching',
+  '--max-batch-size': 'maxBatchSize',
+};
+
+function setPath(obj: Record<string, unknown>, dotted: string, value: string): void {
+  const keys = dotted.split('.');
+  let o = obj;
+  for (const k of keys.slice(0, -1)) o = (o[k] ??= {}) as Record<string, unknown>;
+  o[keys[keys.length - 1]!] = value;
+}
+
+/** Read the configuration from the environment and command-line flags, validated. Call once at start-up. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] = process.argv.slice(2)): Config {
+  const raw: Record<string, unknown> = {};
+  for (const [name, p] of Object.entries(ENV)) {
+    const v = env[name];
+    if (v !== undefined && v !== '') setPath(raw, p, v);
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--no-batching') {
+      setPath(raw, 'batching', 'false');
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
+    const p = FLAGS[flag];
+    if (!p) throw new ConfigError(`unknown option ${arg} (known: ${Object.keys(FLAGS).join(', ')}, --no-batching)`);
+    const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
+    if (value === undefined) throw new ConfigError(`option ${flag} needs a value`);
+    setPath(raw, p, value);
+  }
+  const config = makeConfig(raw as ConfigInput);
+  databaseTarget(config); // fail at start on a malformed DATABASE_URL
+  return config;
+}
