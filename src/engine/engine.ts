@@ -1,0 +1,415 @@
+/**
+ * The generation engine: per-session queues served round-robin, step-wise batching of the turns in flight
+ * (newcomers join between steps, items at different step positions share one U-Net call), previews encoded off
+ * the step loop, cancellation within one step, failure isolation and drain.
+ *
+ * Life of a turn: queued (FairQueue) -> starting (hooks.start in flight) -> ready (inputs known) -> running (in
+ * the batch) -> ending (the terminal hook in flight). The session's next turn may start only once the previous
+ * turn's terminal hook has resolved, because that is when its result becomes the next turn's reference.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { tensorToImages, type RgbImage } from '../data/index.js';
+import { backendInfo } from '../backend/index.js';
+import { Sampler, type CddIcm, type SampleState } from '../model/index.js';
+import { partLogger } from '../log/index.js';
+import { FairQueue } from './fairQueue.js';
+import { ProgressChannel, encodePngAsync } from './preview.js';
+import type { BatchInfo, EngineHooks, EngineStatus, GenerationEngine, TurnInputs } from './types.js';
+
+const log = partLogger('engine');
+
+type Phase = 'starting' | 'ready' | 'running' | 'ending';
+
+interface TurnRecord {
+  turnId: string;
+  sessionId: string;
+  enqueuedAt: number;
+  phase: Phase;
+  cancelRequested: boolean;
+  startedAt: number;
+  inputs: TurnInputs | null;
+  state: SampleState | null;
+  channel: ProgressChannel | null;
+  stepsRun: number;
+  batchSizeSum: number;
+}
+
+export interface EngineCoreOptions {
+  /** Resolves to the loaded model (loading may still be in progress when the engine is created). */
+  model: Promise<CddIcm>;
+  /** Dispose the model at the end of drain (when the engine loaded it itself). */
+  ownsModel: boolean;
+  hooks: EngineHooks;
+  previewEvery: number;
+  maxBatchSize: number;
+  batching: boolean;
+  onBatch?: (info: BatchInfo) => void;
+}
+
+/** Weight of the newest step time in the running mean used for etaMs. */
+const STEP_EMA = 0.3;
+
+export class Engine implements GenerationEngine {
+  private readonly queue = new FairQueue();
+  /** Turns past the queue (starting, ready, running, ending), by id. */
+  private readonly turns = new Map<string, TurnRecord>();
+  private readonly readyTurns: TurnRecord[] = [];
+  private batch: TurnRecord[] = [];
+  private starting = 0;
+  /** Hook calls in flight (start and terminal hooks), awaited by drain. */
+  private readonly pendingHooks = new Set<Promise<unknown>>();
+  private sampler: Sampler | null = null;
+  private modelName = 'loading';
+  private stepMs: number | null = null;
+  private draining = false;
+  private drainPromise: Promise<void> | null = null;
+  private signalled = false;
+  private wake: (() => void) | null = null;
+  private readonly loopDone: Promise<void>;
+  private readonly modelReady: Promise<void>;
+
+  constructor(private readonly o: EngineCoreOptions) {
+    if (!Number.isInteger(o.maxBatchSize) || o.maxBatchSize < 1) throw new Error(`maxBatchSize must be a positive integer, got ${o.maxBatchSize}`);
+    if (!Number.isInteger(o.previewEvery) || o.previewEvery < 0) throw new Error(`previewEvery must be a non-negative integer, got ${o.previewEvery}`);
+    this.modelReady = o.model.then((m) => {
+      this.sampler = new Sampler(m);
+      this.modelName = m.config.name;
+    });
+    this.modelReady.catch((err: unknown) => {
+      this.modelName = 'unavailable';
+      log.error({ err }, 'model failed to load; turns stay queued');
+    });
+    this.loopDone = this.loop();
+  }
+
+  ready(): Promise<void> {
+    return this.modelReady;
+  }
+
+  enqueue(sessionId: string, turnId: string): void {
+    if (this.draining) {
+      log.warn({ turnId, sessionId }, 'enqueue after drain ignored');
+      return;
+    }
+    if (this.turns.has(turnId) || this.queue.waiting().some((t) => t.turnId === turnId)) return;
+    this.queue.push({ sessionId, turnId, enqueuedAt: Date.now() });
+    this.notify();
+  }
+
+  cancel(turnId: string): boolean {
+    if (this.draining) return false;
+    const queued = this.queue.remove(turnId);
+    if (queued) {
+      // The session's in-flight turn (if any) is another one: nothing to release.
+      this.track(this.o.hooks.cancelled(turnId).catch((err: unknown) => log.error({ err, turnId }, 'hooks.cancelled failed')));
+      return true;
+    }
+    const rec = this.turns.get(turnId);
+    if (!rec || rec.phase === 'ending') return false;
+    rec.cancelRequested = true;
+    this.notify();
+    return true;
+  }
+
+  status(): EngineStatus {
+    let b: { name: string; device: string; threads: number };
+    try {
+      b = backendInfo();
+    } catch {
+      b = { name: 'uninitialised', device: 'none', threads: 0 };
+    }
+    return {
+      backend: b.name,
+      device: b.device,
+      threads: b.threads,
+      model: this.modelName,
+      queueLength: this.queue.length,
+      busy: this.batch.length + this.readyTurns.length + this.starting > 0,
+      running: this.batch.length,
+      batching: this.o.batching,
+      maxBatchSize: this.o.maxBatchSize,
+      stepMs: this.stepMs === null ? null : Math.round(this.stepMs),
+    };
+  }
+
+  drain(): Promise<void> {
+    if (!this.drainPromise) {
+      this.draining = true;
+      this.notify();
+      this.drainPromise = (async () => {
+        await this.loopDone;
+        // Starts and terminal hooks already under way complete (a finished turn's result is still recorded).
+        while (this.pendingHooks.size > 0) await Promise.allSettled([...this.pendingHooks]);
+        if (this.o.ownsModel) {
+          const m = await this.o.model.catch(() => null);
+          m?.dispose();
+        }
+        log.info('engine drained');
+      })();
+    }
+    return this.drainPromise;
+  }
+
+  // ---- the step loop ----
+
+  private async loop(): Promise<void> {
+    try {
+      await this.modelReady;
+    } catch {
+      return;
+    }
+    const sampler = this.sampler!;
+    while (!this.draining) {
+      this.signalled = false;
+      this.admit();
+      // An idle engine waits for every start in flight, so turns that arrive together begin together.
+      if (this.batch.length === 0 && this.starting > 0) {
+        await this.waitForWork();
+        continue;
+      }
+      this.prepareReady(sampler);
+      this.dropCancelled();
+      if (this.batch.length === 0) {
+        await this.waitForWork();
+        continue;
+      }
+      this.stepBatch(sampler);
+      // Let hooks, cancellations and the server run between steps.
+      await yieldToEventLoop();
+    }
+    for (const rec of this.batch) {
+      rec.channel?.close();
+      rec.state?.dispose();
+      this.turns.delete(rec.turnId);
+    }
+    this.batch = [];
+    log.info({ queued: this.queue.length }, 'step loop stopped for drain');
+  }
+
+  private notify(): void {
+    this.signalled = true;
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private waitForWork(): Promise<void> {
+    if (this.signalled) return Promise.resolve();
+    return new Promise((resolve) => (this.wake = resolve));
+  }
+
+  private capacity(): number {
+    return this.o.batching ? this.o.maxBatchSize : 1;
+  }
+
+  /** Start turns (round-robin over sessions) while the batch has room. */
+  private admit(): void {
+    while (this.batch.length + this.readyTurns.length + this.starting < this.capacity()) {
+      const q = this.queue.next();
+      if (!q) return;
+      const rec: TurnRecord = {
+        ...q, phase: 'starting', cancelRequested: false, startedAt: 0, inputs: null, state: null, channel: null, stepsRun: 0, batchSizeSum: 0,
+      };
+      this.turns.set(q.turnId, rec);
+      this.starting++;
+      const p = this.o.hooks.start(q.turnId).then(
+        (inputs) => this.started(rec, inputs),
+        (err: unknown) => {
+          this.starting--;
+          if (this.draining) return this.forget(rec);
+          this.end(rec, 'failed', toError(err));
+        },
+      );
+      this.track(p.finally(() => this.notify()));
+    }
+  }
+
+  private started(rec: TurnRecord, inputs: TurnInputs | null): void {
+    this.starting--;
+    // Drained meanwhile: the turn is RUNNING in the store and is picked up again at restart.
+    if (this.draining) return this.forget(rec);
+    if (!inputs) {
+      log.info({ turnId: rec.turnId }, 'turn gone before it started');
+      return this.forget(rec);
+    }
+    if (rec.cancelRequested) return this.end(rec, 'cancelled');
+    rec.inputs = inputs;
+    rec.startedAt = Date.now();
+    rec.phase = 'ready';
+    this.readyTurns.push(rec);
+  }
+
+  /** Encode the condition of every newcomer; a turn whose inputs the model rejects fails alone. */
+  private prepareReady(sampler: Sampler): void {
+    for (const rec of this.readyTurns.splice(0)) {
+      if (rec.cancelRequested) {
+        this.end(rec, 'cancelled');
+        continue;
+      }
+      const inp = rec.inputs!;
+      try {
+        rec.state = sampler.prepare({
+          text: inp.text, reference: inp.reference, steps: inp.steps, guidanceScale: inp.guidanceScale,
+          icmGuidanceScale: inp.icmGuidanceScale, seed: inp.seed,
+        });
+      } catch (err) {
+        this.end(rec, 'failed', toError(err));
+        continue;
+      }
+      rec.phase = 'running';
+      rec.channel = new ProgressChannel({
+        turnId: rec.turnId,
+        sessionId: rec.sessionId,
+        totalSteps: rec.state.totalSteps,
+        emit: (p) => this.o.hooks.progress(p),
+        onError: (err) => log.warn({ err, turnId: rec.turnId }, 'progress report failed'),
+      });
+      this.batch.push(rec);
+      log.debug({ turnId: rec.turnId, batch: this.batch.length }, 'turn joined the batch');
+    }
+  }
+
+  private dropCancelled(): void {
+    const keep: TurnRecord[] = [];
+    for (const rec of this.batch) {
+      if (!rec.cancelRequested) {
+        keep.push(rec);
+        continue;
+      }
+      rec.channel?.close();
+      rec.state?.dispose();
+      this.end(rec, 'cancelled');
+    }
+    this.batch = keep;
+  }
+
+  /** One denoising step for the whole batch (one U-Net call), then results, previews and progress. */
+  private stepBatch(sampler: Sampler): void {
+    const t0 = performance.now();
+    try {
+      sampler.step(this.batch.map((r) => r.state!));
+    } catch (err) {
+      // The batched call failed: step the items one by one so only the turns that throw fail. Sampler.step
+      // assigns new states only after the whole computation succeeded, so nothing was advanced twice.
+      if (this.batch.length === 1) {
+        this.failRunning(this.batch[0]!, toError(err));
+      } else {
+        log.warn({ err, batch: this.batch.length }, 'batched step failed; stepping items one by one');
+        for (const rec of [...this.batch]) {
+          try {
+            sampler.step([rec.state!]);
+          } catch (e) {
+            this.failRunning(rec, toError(e));
+          }
+        }
+      }
+    }
+    const ms = performance.now() - t0;
+    if (this.batch.length === 0) return;
+    this.stepMs = this.stepMs === null ? ms : STEP_EMA * ms + (1 - STEP_EMA) * this.stepMs;
+    const size = this.batch.length;
+    if (this.o.onBatch) {
+      try {
+        this.o.onBatch({ size, turnIds: this.batch.map((r) => r.turnId), steps: this.batch.map((r) => r.state!.stepIndex), stepMs: ms });
+      } catch (err) {
+        log.warn({ err }, 'onBatch callback threw');
+      }
+    }
+    const keep: TurnRecord[] = [];
+    for (const rec of this.batch) {
+      const s = rec.state!;
+      rec.stepsRun++;
+      rec.batchSizeSum += size;
+      if (s.done) {
+        this.complete(rec);
+        continue;
+      }
+      keep.push(rec);
+      const etaMs = Math.round((s.totalSteps - s.stepIndex) * this.stepMs);
+      const wantPreview = this.o.previewEvery > 0 && s.stepIndex % this.o.previewEvery === 0;
+      rec.channel!.step(s.stepIndex, etaMs, wantPreview ? this.preview(rec) : null);
+    }
+    this.batch = keep;
+  }
+
+  /** The predicted x0 as an image (the PNG is encoded later, off the loop). */
+  private preview(rec: TurnRecord): RgbImage | null {
+    try {
+      const x = tf.tidy(() => rec.state!.predX0().expandDims(0) as tf.Tensor4D);
+      const [img] = tensorToImages(x);
+      x.dispose();
+      return img ?? null;
+    } catch (err) {
+      log.warn({ err, turnId: rec.turnId }, 'preview failed');
+      return null;
+    }
+  }
+
+  private failRunning(rec: TurnRecord, err: Error): void {
+    this.batch = this.batch.filter((r) => r !== rec);
+    rec.channel?.close();
+    rec.state?.dispose();
+    this.end(rec, 'failed', err);
+  }
+
+  /** The last step is done: take the image, free the state, and record the result off the loop. */
+  private complete(rec: TurnRecord): void {
+    rec.channel!.close();
+    let image: RgbImage;
+    try {
+      image = rec.state!.result();
+    } catch (err) {
+      rec.state!.dispose();
+      return this.end(rec, 'failed', toError(err));
+    }
+    rec.state!.dispose();
+    const timings = {
+      queuedMs: rec.startedAt - rec.enqueuedAt,
+      runMs: Date.now() - rec.startedAt,
+      steps: rec.stepsRun,
+      meanBatchSize: rec.stepsRun > 0 ? rec.batchSizeSum / rec.stepsRun : 1,
+    };
+    rec.phase = 'ending';
+    const p = encodePngAsync(image).then(
+      (png) => this.o.hooks.finished(rec.turnId, png, timings).catch((err: unknown) => log.error({ err, turnId: rec.turnId }, 'hooks.finished failed')),
+      (err: unknown) => this.o.hooks.failed(rec.turnId, toError(err)).catch((e: unknown) => log.error({ err: e, turnId: rec.turnId }, 'hooks.failed failed')),
+    );
+    this.settle(rec, p);
+    log.info({ turnId: rec.turnId, ...timings }, 'turn finished');
+  }
+
+  /** Record a turn's end through its hook; the session's next turn may start once the hook has resolved. */
+  private end(rec: TurnRecord, how: 'failed' | 'cancelled', err?: Error): void {
+    rec.phase = 'ending';
+    const h = this.o.hooks;
+    const call = how === 'failed' ? h.failed(rec.turnId, err!) : h.cancelled(rec.turnId);
+    if (how === 'failed') log.warn({ err, turnId: rec.turnId }, 'turn failed');
+    this.settle(rec, call.catch((e: unknown) => log.error({ err: e, turnId: rec.turnId }, `hooks.${how} failed`)));
+  }
+
+  private settle(rec: TurnRecord, p: Promise<unknown>): void {
+    this.track(
+      p.finally(() => {
+        this.forget(rec);
+        this.notify();
+      }),
+    );
+  }
+
+  /** The turn leaves the engine; its session may run its next turn. */
+  private forget(rec: TurnRecord): void {
+    this.turns.delete(rec.turnId);
+    this.queue.release(rec.sessionId);
+  }
+
+  private track(p: Promise<unknown>): void {
+    const q = p.catch((err: unknown) => log.error({ err }, 'engine bookkeeping failed'));
+    this.pendingHooks.add(q);
+    void q.finally(() => this.pendingHooks.delete(q));
+  }
+}
+
+function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}

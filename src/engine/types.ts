@@ -1,0 +1,108 @@
+/**
+ * The engine's contract with the sessions service (docs/ARCHITECTURE.md "Engine"), plus its options.
+ */
+import type { RgbImage } from '../data/index.js';
+import type { CddIcm } from '../model/index.js';
+
+/** Everything the engine needs to run one turn; returned by `hooks.start` once the turn may run. */
+export interface TurnInputs {
+  turnId: string;
+  sessionId: string;
+  /** The modification text (teller instruction plus drawer replies). */
+  text: string;
+  /** The canvas the turn edits: the previous turn's result, or the session's background. */
+  reference: RgbImage;
+  steps: number;
+  /** phi of classifier-free guidance (Eq. 15). */
+  guidanceScale: number;
+  /** psi of ICM guidance (Eq. 14). */
+  icmGuidanceScale: number;
+  seed: number;
+}
+
+/** One progress report of a running turn. Step numbers of one turn only increase. */
+export interface TurnProgress {
+  turnId: string;
+  sessionId: string;
+  /** Denoising steps done so far (1..totalSteps). */
+  step: number;
+  totalSteps: number;
+  /** Estimated time to the result, from measured step times. */
+  etaMs: number;
+  /** PNG of the predicted x0 at `step` (every `previewEvery` steps), else null. */
+  previewPng: Buffer | null;
+}
+
+export interface TurnTimings {
+  /** From enqueue to the moment the turn started (hooks.start resolved). */
+  queuedMs: number;
+  /** From start to the final image. */
+  runMs: number;
+  /** Optional extras: the number of steps and the mean batch size the turn ran in. */
+  steps?: number;
+  meanBatchSize?: number;
+}
+
+/** Implemented by the sessions service: the engine's only way to read and write turns. */
+export interface EngineHooks {
+  /** Marks the turn RUNNING and returns its inputs; null if the turn is gone (deleted, cancelled meanwhile). */
+  start(turnId: string): Promise<TurnInputs | null>;
+  progress(p: TurnProgress): void;
+  finished(turnId: string, png: Buffer, timings: TurnTimings): Promise<void>;
+  failed(turnId: string, error: Error): Promise<void>;
+  cancelled(turnId: string): Promise<void>;
+}
+
+export interface EngineStatus {
+  backend: string;
+  device: string;
+  threads: number;
+  /** Model preset name (from the checkpoint's config). */
+  model: string;
+  /** Turns waiting to start (not counting running ones). */
+  queueLength: number;
+  /** True while any turn is starting or being denoised. */
+  busy: boolean;
+  /** Extras: turns in the current batch, whether batching is on, the batch size limit, mean step time (ms). */
+  running?: number;
+  batching?: boolean;
+  maxBatchSize?: number;
+  stepMs?: number | null;
+}
+
+export interface GenerationEngine {
+  /** Queue a turn. A session's turns run in enqueue order, one at a time; repeated ids are ignored. */
+  enqueue(sessionId: string, turnId: string): void;
+  /** Queued: removed (hooks.cancelled). Running: removed from the batch before the next step. False if unknown. */
+  cancel(turnId: string): boolean;
+  status(): EngineStatus;
+  /** Stop after the current step; unfinished turns get no finished/failed call (they stay QUEUED/RUNNING). */
+  drain(): Promise<void>;
+  /** Optional extra: resolves when the model is loaded (rejects if loading failed). */
+  ready?(): Promise<void>;
+}
+
+/** Observed after every denoising step (for tests, benchmarks and logs). */
+export interface BatchInfo {
+  /** Turns denoised in this U-Net call. */
+  size: number;
+  turnIds: string[];
+  /** Each item's step position after the step (items may be at different positions). */
+  steps: number[];
+  stepMs: number;
+}
+
+export interface EngineOptions {
+  /** A loaded model, or `checkpoint`: a checkpoint folder loaded at start (exactly one of the two). */
+  model?: CddIcm;
+  checkpoint?: string;
+  hooks: EngineHooks;
+  /** A preview of the predicted x0 every N steps; 0 turns previews off. Default 5. */
+  previewEvery?: number;
+  /** Most turns denoised in one U-Net call. Default 8. */
+  maxBatchSize?: number;
+  /** False: one turn at a time (round-robin over sessions), for the benchmark. Default true. */
+  batching?: boolean;
+  /** Called after every step with the batch it ran. */
+  onBatch?(info: BatchInfo): void;
+}
