@@ -223,3 +223,17 @@ describe('presets', () => {
     v.dispose();
   });
 });
+
+describe('patch embedding', () => {
+  it('equals a stride-p valid convolution with the HWIO filter', () => {
+    resetSeed(16);
+    const enc = new VisionEncoder({ imageSize: 12, patchSize: 4, width: 5, layers: 1, heads: 1, inChannels: 2, clipNormalize: false }, 3);
+    const x = tf.randomNormal([2, 12, 12, 2], 0, 1, 'float32', 3) as tf.Tensor4D;
+    const pe = enc.backbone.embeddings.patch_embedding;
+    const ours = pe.apply(x);
+    const conv = tf.reshape(tf.conv2d(x, pe.weight as tf.Tensor4D, 4, 'valid'), [2, 9, 5]);
+    expect(maxAbsDiff(ours, conv)).toBeLessThan(1e-5);
+    tf.dispose([x, ours, conv]);
+    enc.dispose();
+  });
+});

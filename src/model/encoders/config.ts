@@ -1,6 +1,7 @@
 /** Sizes of the CLIP-style encoders, with presets from CLIP ViT-B/32 (as in the paper) down to test size. */
 
-export type HiddenAct = 'quick_gelu' | 'gelu';
+/** CLIP's activations as Hugging Face names them: quick_gelu (OpenAI CLIP), gelu (exact, erf), gelu_tanh (approximation). */
+export type HiddenAct = 'quick_gelu' | 'gelu' | 'gelu_tanh';
 
 export interface VisionConfig {
   /** Square input size the encoder resizes every image to. */

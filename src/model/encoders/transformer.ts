@@ -52,6 +52,18 @@ export class SelfAttention extends Module {
   }
 }
 
+/** Apply a CLIP activation; 'gelu' is the exact erf form Hugging Face uses, nn.ts's gelu the tanh approximation. */
+export function activation(act: HiddenAct, x: tf.Tensor): tf.Tensor {
+  switch (act) {
+    case 'quick_gelu':
+      return quickGelu(x);
+    case 'gelu_tanh':
+      return gelu(x);
+    case 'gelu':
+      return tf.tidy(() => tf.mul(tf.mul(0.5, x), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2)))));
+  }
+}
+
 export class Mlp extends Module {
   readonly fc1: Linear;
   readonly fc2: Linear;
@@ -63,8 +75,7 @@ export class Mlp extends Module {
   apply(x: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
       const h = this.fc1.apply(x);
-      // 'gelu' here is the tanh approximation from nn.ts (within ~1e-3 of the exact erf form).
-      return this.fc2.apply(this.act === 'quick_gelu' ? quickGelu(h) : gelu(h));
+      return this.fc2.apply(activation(this.act, h));
     });
   }
 }

@@ -1,0 +1,6 @@
+/** Loading pretrained Hugging Face CLIP checkpoints (local folders only) into the CLIP-style encoders. */
+export { clipConfigFromHf, visionConfigFromHf, textConfigFromHf, type HfClipConfig } from './config.js';
+export {
+  loadClipWeights, loadClip, loadClipTokenizer, readClipConfig, readClipTensors,
+  type LoadClipOptions, type LoadReport, type LoadedClip,
+} from './load.js';
