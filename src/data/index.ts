@@ -4,3 +4,6 @@ export * from './episode.js';
 export { Rng, hashSeed, hashString } from './prng.js';
 export * from './iclevr.js';
 export * from './iclevrRender.js';
+export * from './codraw.js';
+export * from './codrawRender.js';
+export * from './scene.js';
