@@ -1,0 +1,121 @@
+/**
+ * The checkpoint folder (format "cdd-icm", version 1):
+ *   config.json        { format, version, config: ModelConfig, tokenizer: <tokenizer JSON>, codec }
+ *                      codec is null (pixels) or { kind: 'autoencoder', config: AutoencoderConfig }
+ *   tokenizer.json     the tokenizer alone (same JSON as in config.json), for tools that want only it
+ *   model.safetensors  every weight by its dotted name (F32 or F16); a latent model's autoencoder under "codec."
+ *   optimizer.safetensors + trainer.json   (training only) optimizer slots and trainer state, for resuming
+ */
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  Autoencoder,
+  AutoencoderCodec,
+  autoencoderWeights,
+  readSafetensors,
+  setAutoencoderWeights,
+  writeSafetensors,
+  type AutoencoderConfig,
+  type NamedArray,
+} from './autoencoder/index.js';
+import { tokenizerFromJSON } from './tokenizer/index.js';
+import { CddIcm } from './cddIcm.js';
+import type { ImageCodec } from './codec.js';
+import type { ModelConfig } from './config.js';
+
+export const CHECKPOINT_FORMAT = 'cdd-icm';
+export const CHECKPOINT_VERSION = 1;
+
+interface ConfigFile {
+  format: string;
+  version: number;
+  config: ModelConfig;
+  tokenizer: unknown;
+  codec: null | { kind: 'autoencoder'; config: AutoencoderConfig };
+}
+
+/** Every model weight as a named float32 array (names are `namedParameters()` keys). */
+export function modelWeights(model: CddIcm): Map<string, NamedArray> {
+  const out = new Map<string, NamedArray>();
+  for (const [name, v] of model.namedParameters()) out.set(name, { shape: v.shape, data: v.dataSync() as Float32Array });
+  return out;
+}
+
+/** Assign named arrays to the model's variables; every variable must be present with its shape. */
+export function setModelWeights(model: CddIcm, tensors: Map<string, NamedArray>): void {
+  for (const [name, v] of model.namedParameters()) {
+    const t = tensors.get(name);
+    if (!t) throw new Error(`checkpoint: missing weight ${name}`);
+    if (t.shape.join(',') !== v.shape.join(',')) throw new Error(`checkpoint: ${name} has shape [${t.shape}], model has [${v.shape}]`);
+    tf.tidy(() => v.assign(tf.tensor(t.data, v.shape, 'float32')));
+  }
+}
+
+export async function saveCheckpoint(model: CddIcm, dir: string, opts: { dtype?: 'float32' | 'float16' } = {}): Promise<void> {
+  await fs.mkdir(dir, { recursive: true });
+  const weights = modelWeights(model);
+  let codec: ConfigFile['codec'] = null;
+  if (model.config.latent) {
+    if (!(model.codec instanceof AutoencoderCodec)) throw new Error('saveCheckpoint: a latent model needs an AutoencoderCodec to be saved');
+    codec = { kind: 'autoencoder', config: model.codec.autoencoder.config };
+    for (const [k, v] of autoencoderWeights(model.codec.autoencoder, 'codec.')) weights.set(k, v);
+  }
+  const tokenizer = model.tokenizer.toJSON();
+  const file: ConfigFile = { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, config: model.config, tokenizer, codec };
+  await fs.writeFile(join(dir, 'config.json'), JSON.stringify(file, null, 2) + '\n');
+  await fs.writeFile(join(dir, 'tokenizer.json'), JSON.stringify(tokenizer) + '\n');
+  await writeSafetensors(join(dir, 'model.safetensors'), weights, {
+    floatDtype: opts.dtype === 'float16' ? 'F16' : 'F32',
+    metadata: { format: CHECKPOINT_FORMAT },
+  });
+}
+
+/** Read a checkpoint folder. A latent model gets its stored autoencoder unless a codec is passed. */
+export async function loadCheckpoint(dir: string, opts: { codec?: ImageCodec } = {}): Promise<CddIcm> {
+  const file = JSON.parse(await fs.readFile(join(dir, 'config.json'), 'utf8')) as Partial<ConfigFile>;
+  if (file.format !== CHECKPOINT_FORMAT || !file.config) throw new Error(`${dir}: not a ${CHECKPOINT_FORMAT} checkpoint`);
+  if ((file.version ?? 0) > CHECKPOINT_VERSION) throw new Error(`${dir}: checkpoint version ${file.version} is newer than this code (${CHECKPOINT_VERSION})`);
+  const tokenizer = tokenizerFromJSON(file.tokenizer);
+  const { tensors } = await readSafetensors(join(dir, 'model.safetensors'));
+  let codec = opts.codec;
+  if (!codec && file.codec?.kind === 'autoencoder') {
+    const ae = new Autoencoder(file.codec.config);
+    setAutoencoderWeights(ae, tensors, 'codec.');
+    codec = new AutoencoderCodec(ae);
+  }
+  const model = new CddIcm(file.config, { tokenizer, ...(codec ? { codec } : {}) });
+  setModelWeights(model, tensors);
+  return model;
+}
+
+/** Optimizer slots (named tensors) and trainer state (JSON) for resuming: optimizer.safetensors + trainer.json. */
+export async function saveOptimizerState(dir: string, tensors: Map<string, tf.Tensor>, state: unknown): Promise<void> {
+  await fs.mkdir(dir, { recursive: true });
+  const arrays = new Map<string, NamedArray>();
+  for (const [k, t] of tensors) {
+    const data = t.dtype === 'int32' ? Int32Array.from(t.dataSync()) : Float32Array.from(t.dataSync());
+    arrays.set(k, { shape: t.shape, data });
+  }
+  await writeSafetensors(join(dir, 'optimizer.safetensors'), arrays, { floatDtype: 'F32' });
+  await fs.writeFile(join(dir, 'trainer.json'), JSON.stringify(state, null, 2) + '\n');
+}
+
+/** Inverse of saveOptimizerState; the caller owns (and disposes) the returned tensors. */
+export async function loadOptimizerState(dir: string): Promise<{ tensors: Map<string, tf.Tensor>; state: unknown }> {
+  const { tensors: arrays } = await readSafetensors(join(dir, 'optimizer.safetensors'));
+  const tensors = new Map<string, tf.Tensor>();
+  for (const [k, a] of arrays) tensors.set(k, tf.tensor(a.data, a.shape, a.data instanceof Int32Array ? 'int32' : 'float32'));
+  const state = JSON.parse(await fs.readFile(join(dir, 'trainer.json'), 'utf8')) as unknown;
+  return { tensors, state };
+}
+
+/** Whether a folder holds a model checkpoint. */
+export async function isCheckpoint(dir: string): Promise<boolean> {
+  try {
+    const f = JSON.parse(await fs.readFile(join(dir, 'config.json'), 'utf8')) as { format?: string };
+    return f.format === CHECKPOINT_FORMAT;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,278 @@
+/**
+ * Gaussian diffusion after improved-diffusion: one object owns the noise schedule and every quantity derived from
+ * it, computed once in float64. Timesteps are 0-based here (index t stands for the paper's step t + 1), as in
+ * improved-diffusion; index 0 is the decoder step whose VLB term is the likelihood of x0.
+ * Nothing about the network lives here: losses take a function from (x_t, t) to the model output
+ * [B, H, W, 2C] (epsilon ++ the variance interpolation v).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import {
+  discretizedGaussianLogLikelihood,
+  gaussianLogLikelihood,
+  meanFlat,
+  normalKl,
+} from './losses.js';
+
+/** Eq. 4: s(t) = cos^2((t/T + 0.008) / 1.008 * pi/2); beta_t = 1 - s(t)/s(t-1), clipped at maxBeta (0.999). */
+export function cosineBetas(T: number, maxBeta = 0.999): Float64Array {
+  const s = (u: number): number => Math.cos(((u + 0.008) / 1.008) * (Math.PI / 2)) ** 2;
+  const betas = new Float64Array(T);
+  for (let i = 0; i < T; i++) betas[i] = Math.min(1 - s((i + 1) / T) / s(i / T), maxBeta);
+  return betas;
+}
+
+/** How the t = 1 (index 0) VLB term scores x0: 8-bit pixels (discretised) or continuous latents. */
+export type DataKind = 'pixels' | 'continuous';
+
+export interface DiffusionOptions {
+  /** 'pixels' uses the discretised Gaussian likelihood and clips predicted x0 to [-1, 1]. */
+  dataKind?: DataKind;
+}
+
+/** Per-item training losses, each [B]. */
+export interface DiffusionLosses {
+  /** Eq. 10 per item (mean over elements). */
+  mse: tf.Tensor1D;
+  /** Eq. 6 per item, in bits per dimension, with epsilon's gradient stopped. */
+  vlb: tf.Tensor1D;
+  /** Eq. 11: mse + gamma * vlb. */
+  loss: tf.Tensor1D;
+}
+
+/** Identity forward, zero backward: tfjs-core has no stop_gradient op. */
+export const stopGradient: (x: tf.Tensor) => tf.Tensor = tf.customGrad((...inputs: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const x = inputs[0] as tf.Tensor;
+  return { value: tf.clone(x), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) };
+}) as (x: tf.Tensor) => tf.Tensor;
+
+export class GaussianDiffusion {
+  readonly numTimesteps: number;
+  readonly dataKind: DataKind;
+  readonly betas: Float64Array;
+  readonly alphas: Float64Array;
+  readonly alphasCumprod: Float64Array;
+  readonly alphasCumprodPrev: Float64Array;
+  readonly sqrtAlphasCumprod: Float64Array;
+  readonly sqrtOneMinusAlphasCumprod: Float64Array;
+  readonly sqrtRecipAlphasCumprod: Float64Array;
+  readonly sqrtRecipm1AlphasCumprod: Float64Array;
+  readonly posteriorVariance: Float64Array;
+  readonly posteriorLogVarianceClipped: Float64Array;
+  readonly posteriorMeanCoef1: Float64Array;
+  readonly posteriorMeanCoef2: Float64Array;
+  readonly logBetas: Float64Array;
+  /** Eq. 8 coefficients: 1/sqrt(alpha_t) and beta_t / sqrt(1 - alphabar_t). */
+  readonly recipSqrtAlphas: Float64Array;
+  readonly epsCoef: Float64Array;
+
+  /** Float32 lookup tables on the device, gathered by timestep (created lazily, kept until dispose). */
+  private readonly tables = new Map<string, tf.Tensor1D>();
+
+  constructor(betas: Float64Array, opts: DiffusionOptions = {}) {
+    this.dataKind = opts.dataKind ?? 'pixels';
+    this.betas = Float64Array.from(betas);
+    const T = betas.length;
+    this.numTimesteps = T;
+    for (const b of betas) if (!(b > 0 && b <= 1)) throw new Error(`GaussianDiffusion: beta ${b} out of (0, 1]`);
+    const f = (fn: (i: number) => number): Float64Array => Float64Array.from({ length: T }, (_, i) => fn(i));
+    this.alphas = f((i) => 1 - betas[i]!);
+    const ac = new Float64Array(T);
+    let p = 1;
+    for (let i = 0; i < T; i++) ac[i] = p *= this.alphas[i]!;
+    this.alphasCumprod = ac;
+    this.alphasCumprodPrev = f((i) => (i === 0 ? 1 : ac[i - 1]!));
+    this.sqrtAlphasCumprod = f((i) => Math.sqrt(ac[i]!));
+    this.sqrtOneMinusAlphasCumprod = f((i) => Math.sqrt(1 - ac[i]!));
+    this.sqrtRecipAlphasCumprod = f((i) => Math.sqrt(1 / ac[i]!));
+    this.sqrtRecipm1AlphasCumprod = f((i) => Math.sqrt(1 / ac[i]! - 1));
+    // Eq. 7: beta~_t = (1 - alphabar_{t-1}) / (1 - alphabar_t) * beta_t
+    this.posteriorVariance = f((i) => (betas[i]! * (1 - this.alphasCumprodPrev[i]!)) / (1 - ac[i]!));
+    // beta~ is 0 at index 0: use index 1's value there, as improved-diffusion does.
+    this.posteriorLogVarianceClipped = f((i) => Math.log(this.posteriorVariance[T > 1 && i === 0 ? 1 : i]! || betas[0]!));
+    this.posteriorMeanCoef1 = f((i) => (betas[i]! * Math.sqrt(this.alphasCumprodPrev[i]!)) / (1 - ac[i]!));
+    this.posteriorMeanCoef2 = f((i) => ((1 - this.alphasCumprodPrev[i]!) * Math.sqrt(this.alphas[i]!)) / (1 - ac[i]!));
+    this.logBetas = f((i) => Math.log(betas[i]!));
+    this.recipSqrtAlphas = f((i) => 1 / Math.sqrt(this.alphas[i]!));
+    this.epsCoef = f((i) => betas[i]! / Math.sqrt(1 - ac[i]!));
+    const names = [
+      'sqrtAlphasCumprod', 'sqrtOneMinusAlphasCumprod', 'sqrtRecipAlphasCumprod', 'sqrtRecipm1AlphasCumprod',
+      'posteriorVariance', 'posteriorLogVarianceClipped', 'posteriorMeanCoef1', 'posteriorMeanCoef2', 'logBetas',
+      'recipSqrtAlphas', 'epsCoef', 'alphasCumprod', 'alphasCumprodPrev',
+    ] as const;
+    this.tableNames = new Set(names);
+  }
+  private readonly tableNames: Set<string>;
+
+  /** Coefficient table `name` gathered at t, shaped [B, 1, 1, 1] to broadcast over NHWC. */
+  extract(name: string, t: tf.Tensor1D): tf.Tensor4D {
+    let table = this.tables.get(name);
+    if (!table) {
+      if (!this.tableNames.has(name)) throw new Error(`GaussianDiffusion: no table ${name}`);
+      // Created on first use and kept (outside any tidy) until dispose(); samplers that only read the JS arrays
+      // never allocate them.
+      table = tf.keep(tf.tensor1d(Float32Array.from(this[name as 'betas']), 'float32'));
+      this.tables.set(name, table);
+    }
+    return tf.tidy(() => tf.gather(table, t.toInt()).reshape([-1, 1, 1, 1]) as tf.Tensor4D);
+  }
+
+  /** Eq. 3: x_t = sqrt(alphabar_t) x0 + sqrt(1 - alphabar_t) eps. */
+  qSample(x0: tf.Tensor4D, t: tf.Tensor1D, noise: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() =>
+      tf.add(
+        tf.mul(this.extract('sqrtAlphasCumprod', t), x0),
+        tf.mul(this.extract('sqrtOneMinusAlphasCumprod', t), noise),
+      ) as tf.Tensor4D,
+    );
+  }
+
+  /** Eq. 7: mean, variance and clipped log-variance of q(x_{t-1} | x_t, x0). */
+  qPosteriorMeanVariance(x0: tf.Tensor4D, xt: tf.Tensor4D, t: tf.Tensor1D): { mean: tf.Tensor4D; variance: tf.Tensor4D; logVariance: tf.Tensor4D } {
+    return tf.tidy(() => {
+      const mean = tf.add(
+        tf.mul(this.extract('posteriorMeanCoef1', t), x0),
+        tf.mul(this.extract('posteriorMeanCoef2', t), xt),
+      ) as tf.Tensor4D;
+      const ones = tf.onesLike(xt);
+      const variance = tf.mul(this.extract('posteriorVariance', t), ones) as tf.Tensor4D;
+      const logVariance = tf.mul(this.extract('posteriorLogVarianceClipped', t), ones) as tf.Tensor4D;
+      return { mean, variance, logVariance };
+    });
+  }
+
+  /** x0 from x_t and epsilon (inverting Eq. 3). */
+  predictX0FromEps(xt: tf.Tensor4D, t: tf.Tensor1D, eps: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() =>
+      tf.sub(
+        tf.mul(this.extract('sqrtRecipAlphasCumprod', t), xt),
+        tf.mul(this.extract('sqrtRecipm1AlphasCumprod', t), eps),
+      ) as tf.Tensor4D,
+    );
+  }
+
+  /** Eq. 8: mu = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - alphabar_t) eps). */
+  meanFromEps(xt: tf.Tensor4D, t: tf.Tensor1D, eps: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() =>
+      tf.mul(this.extract('recipSqrtAlphas', t), tf.sub(xt, tf.mul(this.extract('epsCoef', t), eps))) as tf.Tensor4D,
+    );
+  }
+
+  /** Eq. 9: log Sigma = frac log beta_t + (1 - frac) log beta~_t with frac = (v + 1) / 2 (improved DDPM's range). */
+  learnedLogVariance(v: tf.Tensor4D, t: tf.Tensor1D): tf.Tensor4D {
+    return tf.tidy(() => {
+      const frac = tf.div(tf.add(v, 1), 2);
+      const maxLog = this.extract('logBetas', t);
+      const minLog = this.extract('posteriorLogVarianceClipped', t);
+      return tf.add(tf.mul(frac, maxLog), tf.mul(tf.sub(1, frac), minLog)) as tf.Tensor4D;
+    });
+  }
+
+  /** Split a [B, H, W, 2C] model output into epsilon and v. */
+  splitOutput(out: tf.Tensor4D): { eps: tf.Tensor4D; v: tf.Tensor4D } {
+    const c = out.shape[3] / 2;
+    if (!Number.isInteger(c)) throw new Error(`model output has ${out.shape[3]} channels, expected an even number`);
+    const [eps, v] = tf.split(out, 2, 3) as [tf.Tensor4D, tf.Tensor4D];
+    return { eps, v };
+  }
+
+  /**
+   * p(x_{t-1} | x_t): mean (Eq. 8; with clipping, the posterior mean of the clipped x0 estimate, as
+   * improved-diffusion does), learned variance (Eq. 9) and the x0 estimate.
+   */
+  pMeanVariance(
+    modelOutput: tf.Tensor4D,
+    xt: tf.Tensor4D,
+    t: tf.Tensor1D,
+    opts: { clipDenoised?: boolean } = {},
+  ): { mean: tf.Tensor4D; variance: tf.Tensor4D; logVariance: tf.Tensor4D; predX0: tf.Tensor4D; eps: tf.Tensor4D } {
+    return tf.tidy(() => {
+      const { eps, v } = this.splitOutput(modelOutput);
+      const logVariance = this.learnedLogVariance(v, t);
+      const variance = tf.exp(logVariance) as tf.Tensor4D;
+      const clip = opts.clipDenoised ?? this.dataKind === 'pixels';
+      let predX0 = this.predictX0FromEps(xt, t, eps);
+      let mean: tf.Tensor4D;
+      if (clip) {
+        predX0 = tf.clipByValue(predX0, -1, 1) as tf.Tensor4D;
+        mean = this.qPosteriorMeanVariance(predX0, xt, t).mean;
+      } else {
+        mean = this.meanFromEps(xt, t, eps);
+      }
+      return { mean, variance, logVariance, predX0, eps };
+    });
+  }
+
+  /**
+   * Eq. 6 per item in bits per dimension: KL(q(x_{t-1}|x_t,x0) || p(x_{t-1}|x_t)) for index > 0, and the
+   * negative log-likelihood of x0 for index 0 (discretised for pixels; a continuous Gaussian density for latents,
+   * as improved-diffusion does for non-image data).
+   */
+  vbTermsBpd(modelOutput: tf.Tensor4D, x0: tf.Tensor4D, xt: tf.Tensor4D, t: tf.Tensor1D): tf.Tensor1D {
+    return tf.tidy(() => {
+      const post = this.qPosteriorMeanVariance(x0, xt, t);
+      const p = this.pMeanVariance(modelOutput, xt, t, { clipDenoised: false });
+      const kl = tf.div(meanFlat(normalKl(post.mean, post.logVariance, p.mean, p.logVariance)), Math.LN2);
+      const logScales = tf.mul(0.5, p.logVariance);
+      const ll =
+        this.dataKind === 'pixels'
+          ? discretizedGaussianLogLikelihood(x0, p.mean, logScales)
+          : gaussianLogLikelihood(x0, p.mean, logScales);
+      const nll = tf.div(meanFlat(tf.neg(ll)), Math.LN2);
+      return tf.where(tf.equal(t.toInt(), 0), nll, kl) as tf.Tensor1D;
+    });
+  }
+
+  /**
+   * Eq. 10-11: L_cdd = L_mse + gamma L_vlb per item. The VLB sees a stop-gradient copy of epsilon, so it trains
+   * only the variance output (the paper: "we stop the gradients of L_vlb from flowing to epsilon").
+   */
+  trainingLosses(
+    model: (xt: tf.Tensor4D, t: tf.Tensor1D) => tf.Tensor4D,
+    x0: tf.Tensor4D,
+    t: tf.Tensor1D,
+    opts: { noise: tf.Tensor4D; gamma: number },
+  ): DiffusionLosses {
+    return tf.tidy(() => {
+      const xt = this.qSample(x0, t, opts.noise);
+      const out = model(xt, t);
+      const { eps, v } = this.splitOutput(out);
+      const mse = meanFlat(tf.square(tf.sub(opts.noise, eps)));
+      const frozen = tf.concat([stopGradient(eps) as tf.Tensor4D, v], 3) as tf.Tensor4D;
+      const vlb = this.vbTermsBpd(frozen, x0, xt, t);
+      const loss = tf.add(mse, tf.mul(opts.gamma, vlb)) as tf.Tensor1D;
+      return { mse, vlb, loss };
+    });
+  }
+
+  /**
+   * One deterministic DDIM step (eta = 0) between arbitrary per-item positions: from alphabar_t to alphabar_prev
+   * (alphabar_prev = 1 for the final step). Returns x_prev and the x0 estimate. With `clip`, x0 is clipped to
+   * [-1, 1] and epsilon recomputed from it (guided-diffusion's clip_denoised).
+   */
+  ddimStep(
+    xt: tf.Tensor4D,
+    eps: tf.Tensor4D,
+    alphaBarT: number[],
+    alphaBarPrev: number[],
+    opts: { clip?: boolean } = {},
+  ): { sample: tf.Tensor4D; predX0: tf.Tensor4D } {
+    return tf.tidy(() => {
+      const col = (a: number[]): tf.Tensor4D => tf.tensor4d(Float32Array.from(a), [a.length, 1, 1, 1]);
+      const abT = col(alphaBarT);
+      const abP = col(alphaBarPrev);
+      let predX0 = tf.div(tf.sub(xt, tf.mul(tf.sqrt(tf.sub(1, abT)), eps)), tf.sqrt(abT)) as tf.Tensor4D;
+      let e = eps;
+      if (opts.clip ?? this.dataKind === 'pixels') {
+        predX0 = tf.clipByValue(predX0, -1, 1) as tf.Tensor4D;
+        e = tf.div(tf.sub(xt, tf.mul(tf.sqrt(abT), predX0)), tf.sqrt(tf.sub(1, abT))) as tf.Tensor4D;
+      }
+      const sample = tf.add(tf.mul(tf.sqrt(abP), predX0), tf.mul(tf.sqrt(tf.sub(1, abP)), e)) as tf.Tensor4D;
+      return { sample, predX0 };
+    });
+  }
+
+  dispose(): void {
+    for (const t of this.tables.values()) t.dispose();
+    this.tables.clear();
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Public surface of the model part: CDD-ICM (encoders, fusion, U-Net, diffusion, ICM, guidance, sampling,
+ * checkpoints), its tokenizers and the image codecs. Other parts import only from here.
+ */
+export * from './nn.js';
+export * from './config.js';
+export { PixelCodec, type ImageCodec } from './codec.js';
+export { GatedFusion } from './fusion.js';
+export { IcmHead, symmetricInfoNce, cosineSimilarityMatrix, cosineSimilarity, l2Normalize } from './icm.js';
+export { UNet, ResBlock, AttentionBlock, Downsample, Upsample, type UNetConfig } from './unet/index.js';
+export * from './diffusion/index.js';
+export {
+  CddIcm,
+  createModel,
+  type TurnBatch,
+  type LossOptions,
+  type Losses,
+  type ParameterGroup,
+  type ParameterGroupName,
+  type Condition,
+} from './cddIcm.js';
+export { Sampler, sample, type SampleRequest, type SampleState, type SampleOptions } from './sampler.js';
+export * from './checkpoint.js';
+export * from './tokenizer/index.js';
+export * from './encoders/index.js';
+export {
+  Autoencoder,
+  AutoencoderCodec,
+  AUTOENCODER_PRESETS,
+  createAutoencoder,
+  saveAutoencoder,
+  loadAutoencoder,
+  autoencoderWeights,
+  setAutoencoderWeights,
+  type AutoencoderConfig,
+  type AutoencoderLosses,
+} from './autoencoder/index.js';
+export {
+  encodeSafetensors,
+  decodeSafetensors,
+  readSafetensors,
+  writeSafetensors,
+  type NamedArray,
+  type SafeDtype,
+} from './autoencoder/index.js';

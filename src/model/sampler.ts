@@ -1,0 +1,238 @@
+/**
+ * Step-wise sampling for the engine: deterministic DDIM (eta = 0) on a strided subset of the T steps, with
+ * classifier-free guidance (Eq. 15) and ICM guidance (Eq. 14). Every item carries its own condition, seed, step
+ * count and position, so one `step()` call advances a batch whose items joined at different times with one
+ * U-Net call.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { imagesToTensor, resizeImage, tensorToImages, type RgbImage } from '../data/index.js';
+import { SpacedDiffusion, spacedTimesteps } from './diffusion/index.js';
+import type { CddIcm } from './cddIcm.js';
+
+export interface SampleRequest {
+  text: string;
+  reference: RgbImage;
+  /** Number of DDIM steps (a uniform subset of the T training steps; the paper uses 250). */
+  steps: number;
+  /** phi of classifier-free guidance (Eq. 15); 1 switches it off. */
+  guidanceScale: number;
+  /** psi of ICM guidance (Eq. 14); 0 switches it off. */
+  icmGuidanceScale: number;
+  /** Seed of x_T ~ N(0, I): the same request and seed give the same image. */
+  seed: number;
+}
+
+export interface SampleState {
+  readonly request: SampleRequest;
+  readonly done: boolean;
+  /** Steps taken so far. */
+  readonly stepIndex: number;
+  readonly totalSteps: number;
+  /** The current x0 estimate as pixels [H, W, 3] in [-1, 1] (x_T decoded before the first step). Caller disposes. */
+  predX0(): tf.Tensor3D;
+  /** The generated image; only when done. */
+  result(): RgbImage;
+  /** Free the state's tensors (idempotent). */
+  dispose(): void;
+}
+
+class State implements SampleState {
+  stepIndex = 0;
+  disposed = false;
+  x: tf.Tensor4D;
+  x0: tf.Tensor4D | null = null;
+  constructor(
+    readonly request: SampleRequest,
+    readonly model: CddIcm,
+    readonly schedule: SpacedDiffusion,
+    readonly reference: tf.Tensor4D,
+    readonly c: tf.Tensor2D,
+    readonly context: tf.Tensor3D,
+    x: tf.Tensor4D,
+  ) {
+    this.x = x;
+  }
+  get totalSteps(): number {
+    return this.schedule.numTimesteps;
+  }
+  get done(): boolean {
+    return this.stepIndex >= this.totalSteps;
+  }
+  predX0(): tf.Tensor3D {
+    this.alive();
+    return tf.tidy(() => {
+      const pixels = this.model.codec.decode(this.x0 ?? this.x);
+      return tf.clipByValue(pixels, -1, 1).squeeze([0]) as tf.Tensor3D;
+    });
+  }
+  result(): RgbImage {
+    this.alive();
+    if (!this.done) throw new Error(`sample not finished (${this.stepIndex}/${this.totalSteps} steps)`);
+    const pixels = tf.tidy(() => this.model.codec.decode(this.x));
+    const [img] = tensorToImages(pixels);
+    pixels.dispose();
+    return img!;
+  }
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    tf.dispose([this.x, this.reference, this.c, this.context]);
+    this.x0?.dispose();
+  }
+  private alive(): void {
+    if (this.disposed) throw new Error('sample state was disposed');
+  }
+}
+
+export class Sampler {
+  private readonly schedules = new Map<number, SpacedDiffusion>();
+  constructor(readonly model: CddIcm) {}
+
+  /** The respaced schedule for a step count (JS arrays only; cached). */
+  private schedule(steps: number): SpacedDiffusion {
+    let s = this.schedules.get(steps);
+    if (!s) {
+      const base = this.model.diffusion;
+      s = new SpacedDiffusion(base, spacedTimesteps(base.numTimesteps, steps));
+      this.schedules.set(steps, s);
+    }
+    return s;
+  }
+
+  /** Encode the condition once and draw x_T from the seed. */
+  prepare(req: SampleRequest): SampleState {
+    const T = this.model.diffusion.numTimesteps;
+    if (!Number.isInteger(req.steps) || req.steps < 1 || req.steps > T) throw new Error(`steps must be an integer in [1, ${T}], got ${req.steps}`);
+    if (!Number.isFinite(req.guidanceScale) || !Number.isFinite(req.icmGuidanceScale)) throw new Error('guidance scales must be finite');
+    const schedule = this.schedule(req.steps);
+    const m = this.model;
+    const { reference, c, context, x } = tf.tidy(() => {
+      const pixels = imagesToTensor([resizeImage(req.reference, m.config.imageSize)]);
+      const cond = m.encodeCondition(pixels, [req.text]);
+      const noise = tf.randomNormal([1, m.latentSize, m.latentSize, m.latentChannels], 0, 1, 'float32', req.seed >>> 0) as tf.Tensor4D;
+      return { reference: m.encodeImage(pixels), c: cond.c, context: cond.context, x: noise };
+    });
+    return new State(req, m, schedule, reference, c, context, x);
+  }
+
+  /** One denoising step for every unfinished state, batched in one U-Net call (plus one for the null condition). */
+  step(states: SampleState[]): void {
+    const active = states.map((s) => {
+      if (!(s instanceof State) || s.model !== this.model) throw new Error('state was not prepared by a sampler of this model');
+      if (s.disposed) throw new Error('sample state was disposed');
+      return s;
+    }).filter((s) => !s.done);
+    if (active.length === 0) return;
+    const m = this.model;
+    const B = active.length;
+    // Per-item position in its own respaced schedule (index n-1 is x_T's step).
+    const pos = active.map((s) => s.totalSteps - 1 - s.stepIndex);
+    const at = <K extends 'alphasCumprod' | 'alphasCumprodPrev' | 'alphas' | 'betas' | 'logBetas' | 'posteriorLogVarianceClipped'>(k: K): number[] =>
+      active.map((s, i) => s.schedule[k][pos[i]!]!);
+    const col = (a: number[]): tf.Tensor4D => tf.tensor4d(Float32Array.from(a), [a.length, 1, 1, 1]);
+    const phi = active.map((s) => s.request.guidanceScale);
+    const psi = active.map((s) => s.request.icmGuidanceScale);
+    const guided = active.map((_, i) => i).filter((i) => phi[i] !== 1);
+    const icmGuided = active.map((_, i) => i).filter((i) => psi[i] !== 0);
+    const alphaBar = at('alphasCumprod');
+    const alphaBarPrev = at('alphasCumprodPrev');
+
+    const { sample, predX0 } = tf.tidy(() => {
+      const xt = tf.concat(active.map((s) => s.x)) as tf.Tensor4D;
+      const ref = tf.concat(active.map((s) => s.reference)) as tf.Tensor4D;
+      const c = tf.concat(active.map((s) => s.c)) as tf.Tensor2D;
+      const ctx = tf.concat(active.map((s) => s.context)) as tf.Tensor3D;
+      const t = tf.tensor1d(active.map((s, i) => s.schedule.timestepMap[pos[i]!]!), 'int32');
+      // Conditional batch, then the null condition (c = 0, empty context) for the items with phi != 1.
+      let inX = xt, inRef = ref, inC = c, inCtx = ctx, inT = t;
+      if (guided.length > 0) {
+        const g = tf.tensor1d(guided, 'int32');
+        inX = tf.concat([xt, tf.gather(xt, g)]);
+        inRef = tf.concat([ref, tf.gather(ref, g)]);
+        inC = tf.concat([c, tf.zeros([guided.length, c.shape[1]])]);
+        inCtx = tf.concat([ctx, tf.zeros([guided.length, ctx.shape[1], ctx.shape[2]])]);
+        inT = tf.concat([t, tf.gather(t, g)]);
+      }
+      const out = m.denoise(inX, inRef, inT, inC, inCtx);
+      const { eps: epsAll, v: vAll } = m.diffusion.splitOutput(out);
+      const epsC = epsAll.slice(0, B);
+      const v = vAll.slice(0, B);
+      let eps: tf.Tensor4D = epsC;
+      if (guided.length > 0) {
+        // Eq. 15: eps^ = phi eps(c) + (1 - phi) eps(0); unguided items read their own conditional eps.
+        const uIdx = active.map((_, i) => (guided.includes(i) ? B + guided.indexOf(i) : i));
+        const epsU = tf.gather(epsAll, tf.tensor1d(uIdx, 'int32'));
+        const p = col(phi);
+        eps = tf.add(tf.mul(p, epsC), tf.mul(tf.sub(1, p), epsU)) as tf.Tensor4D;
+      }
+      if (icmGuided.length > 0) {
+        const g = tf.tensor1d(icmGuided, 'int32');
+        const gradSub = m.matchingScoreGrad(tf.gather(xt, g) as tf.Tensor4D, tf.gather(t, g) as tf.Tensor1D, tf.gather(c, g) as tf.Tensor2D);
+        const gIdx = active.map((_, i) => (icmGuided.includes(i) ? 1 + icmGuided.indexOf(i) : 0));
+        const grad = tf.gather(tf.concat([tf.zerosLike(gradSub.slice(0, 1)), gradSub]), tf.tensor1d(gIdx, 'int32'));
+        // Eq. 9 on the respaced schedule, then Eq. 14: mu^ = mu + psi Sigma grad_xt score.
+        const frac = tf.div(tf.add(v, 1), 2);
+        const logSigma = tf.add(tf.mul(frac, col(at('logBetas'))), tf.mul(tf.sub(1, frac), col(at('posteriorLogVarianceClipped'))));
+        const dMu = tf.mul(tf.mul(col(psi), tf.exp(logSigma)), grad);
+        // DDIM moves along epsilon: the same mean shift expressed on eps through Eq. 8,
+        // mu = (x_t - beta / sqrt(1 - alphabar) eps) / sqrt(alpha)  =>  d eps = -d mu sqrt(alpha) sqrt(1 - alphabar) / beta.
+        const k = active.map((_, i) => -Math.sqrt(at('alphas')[i]!) * Math.sqrt(1 - alphaBar[i]!) / at('betas')[i]!);
+        eps = tf.add(eps, tf.mul(col(k), dMu)) as tf.Tensor4D;
+      }
+      return m.diffusion.ddimStep(xt, eps, alphaBar, alphaBarPrev);
+    });
+    const samples = tf.split(sample, B) as tf.Tensor4D[];
+    const x0s = tf.split(predX0, B) as tf.Tensor4D[];
+    tf.dispose([sample, predX0]);
+    active.forEach((s, i) => {
+      s.x.dispose();
+      s.x0?.dispose();
+      s.x = samples[i]!;
+      s.x0 = x0s[i]!;
+      s.stepIndex += 1;
+    });
+  }
+}
+
+export interface SampleOptions {
+  /** Called after every step with the step number (1-based), the total, and each item's x0 estimate. */
+  onStep?(i: number, total: number, predX0: RgbImage[]): void;
+  /** Aborting stops before the next step and rejects with an AbortError. */
+  signal?: AbortSignal;
+}
+
+/** Sample a batch of requests to completion (items may have different step counts). */
+export async function sample(model: CddIcm, reqs: SampleRequest[], opts: SampleOptions = {}): Promise<RgbImage[]> {
+  const sampler = new Sampler(model);
+  const states: SampleState[] = [];
+  try {
+    for (const r of reqs) states.push(sampler.prepare(r));
+    const total = Math.max(0, ...states.map((s) => s.totalSteps));
+    for (let i = 1; states.some((s) => !s.done); i++) {
+      throwIfAborted(opts.signal);
+      sampler.step(states);
+      if (opts.onStep) {
+        const previews = states.map((s) => {
+          const p = tf.tidy(() => s.predX0().expandDims(0) as tf.Tensor4D);
+          const [img] = tensorToImages(p);
+          p.dispose();
+          return img!;
+        });
+        opts.onStep(i, total, previews);
+      }
+      // Let timers and abort events run between steps.
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    throwIfAborted(opts.signal);
+    return states.map((s) => s.result());
+  } finally {
+    for (const s of states) s.dispose();
+  }
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (!signal?.aborted) return;
+  const e = new Error('sampling cancelled');
+  e.name = 'AbortError';
+  throw e;
+}
