@@ -44,6 +44,8 @@ export interface EngineCoreOptions {
   previewEvery: number;
   maxBatchSize: number;
   batching: boolean;
+  /** How long a running batch waits for newcomers' hooks.start before the next step. */
+  joinWaitMs: number;
   onBatch?: (info: BatchInfo) => void;
 }
 
@@ -92,7 +94,7 @@ export class Engine implements GenerationEngine {
       log.warn({ turnId, sessionId }, 'enqueue after drain ignored');
       return;
     }
-    if (this.turns.has(turnId) || this.queue.waiting().some((t) => t.turnId === turnId)) return;
+    if (this.turns.has(turnId) || this.queue.has(turnId)) return;
     this.queue.push({ sessionId, turnId, enqueuedAt: Date.now() });
     this.notify();
   }
@@ -168,6 +170,8 @@ export class Engine implements GenerationEngine {
         await this.waitForWork();
         continue;
       }
+      // A running batch gives newcomers' starts a moment (a store write) to join this step instead of the next.
+      if (this.starting > 0) await this.waitForStarts();
       this.prepareReady(sampler);
       this.dropCancelled();
       if (this.batch.length === 0) {
@@ -175,6 +179,8 @@ export class Engine implements GenerationEngine {
         continue;
       }
       this.stepBatch(sampler);
+      // Issue the starts of turns that may join now, so they land while the loop yields.
+      this.admit();
       // Let hooks, cancellations and the server run between steps.
       await yieldToEventLoop();
     }
@@ -197,6 +203,19 @@ export class Engine implements GenerationEngine {
   private waitForWork(): Promise<void> {
     if (this.signalled) return Promise.resolve();
     return new Promise((resolve) => (this.wake = resolve));
+  }
+
+  /** Wait until no start is in flight, at most joinWaitMs. */
+  private async waitForStarts(): Promise<void> {
+    const deadline = performance.now() + this.o.joinWaitMs;
+    while (this.starting > 0 && !this.draining) {
+      const left = deadline - performance.now();
+      if (left <= 0) return;
+      this.signalled = false;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.waitForWork(), new Promise<void>((r) => (timer = setTimeout(r, left)))]);
+      clearTimeout(timer);
+    }
   }
 
   private capacity(): number {

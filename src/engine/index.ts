@@ -25,6 +25,7 @@ export function createEngine(options: EngineOptions): GenerationEngine & { ready
     previewEvery: options.previewEvery ?? 5,
     maxBatchSize: options.maxBatchSize ?? 8,
     batching: options.batching ?? true,
+    joinWaitMs: options.joinWaitMs ?? 25,
     ...(options.onBatch ? { onBatch: options.onBatch } : {}),
   });
 }

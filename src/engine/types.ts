@@ -103,6 +103,8 @@ export interface EngineOptions {
   maxBatchSize?: number;
   /** False: one turn at a time (round-robin over sessions), for the benchmark. Default true. */
   batching?: boolean;
+  /** How long (ms) a running batch waits for a newcomer's hooks.start to resolve so it joins the next step. Default 25. */
+  joinWaitMs?: number;
   /** Called after every step with the batch it ran. */
   onBatch?(info: BatchInfo): void;
 }

@@ -78,5 +78,203 @@ describe('engine', () => {
     expect(maxDiff(hooks.results.get('b1')!, solo(hooks.inputs.get('b1')!))).toBeLessThanOrEqual(2);
     expect(engine.status()).toMatchObject({ model: 'tiny', backend: 'cpu', queueLength: 0, busy: false, batching: true });
   });
-});
 
+  test('sessions are served round-robin: a session with 5 queued turns does not starve another (batching off)', async () => {
+    const hooks = new RecordingHooks();
+    const a = ['a1', 'a2', 'a3', 'a4', 'a5'];
+    for (const id of a) hooks.add(id, 'A', { steps: 2 });
+    hooks.add('b1', 'B', { steps: 2 });
+    hooks.add('c1', 'C', { steps: 2 });
+    const { engine, batches } = start(hooks, { batching: false });
+    for (const id of a) engine.enqueue('A', id);
+    engine.enqueue('B', 'b1');
+    expect(engine.status()).toMatchObject({ queueLength: 6, batching: false });
+    // C arrives while A's first turn runs: it still goes before A's second.
+    await new Promise<void>((resolve) => {
+      const check = () => (batches.length > 0 ? resolve() : setTimeout(check, 5));
+      check();
+    });
+    engine.enqueue('C', 'c1');
+    await settled(hooks, [...a, 'b1', 'c1']);
+    expect(hooks.of('start').map((e) => e.turnId)).toEqual(['a1', 'b1', 'c1', 'a2', 'a3', 'a4', 'a5']);
+    expect(batches.every((b) => b.size === 1)).toBe(true);
+    expect(batches).toHaveLength(14);
+  });
+
+  test("a session's turns run one at a time, in order, each on the previous result", async () => {
+    const hooks = new RecordingHooks();
+    for (const id of ['a1', 'a2', 'a3']) hooks.add(id, 'A', { steps: 2 });
+    const { engine, batches } = start(hooks);
+    for (const id of ['a1', 'a2', 'a3']) engine.enqueue('A', id);
+    engine.enqueue('A', 'a2'); // a repeated id is ignored
+    expect(await settled(hooks, ['a1', 'a2', 'a3'])).toEqual(['finished', 'finished', 'finished']);
+    expect(hooks.of('start').map((e) => e.turnId)).toEqual(['a1', 'a2', 'a3']);
+    // The next turn starts only after the previous one's result is recorded.
+    expect(hooks.indexOf('start', 'a2')).toBeGreaterThan(hooks.indexOf('finished', 'a1'));
+    expect(hooks.indexOf('start', 'a3')).toBeGreaterThan(hooks.indexOf('finished', 'a2'));
+    expect(batches.every((b) => b.size === 1)).toBe(true);
+    // Reference chaining: background -> a1 -> a2 -> a3, and each result is what the model makes of that reference.
+    expect(hooks.references.get('a1')).toBe(hooks.background);
+    expect(hooks.references.get('a2')).toBe(hooks.results.get('a1'));
+    expect(hooks.references.get('a3')).toBe(hooks.results.get('a2'));
+    expect(maxDiff(hooks.results.get('a3')!, solo(hooks.inputs.get('a3')!))).toBe(0);
+    expect(maxDiff(hooks.results.get('a2')!, hooks.results.get('a3')!)).toBeGreaterThan(0);
+  });
+
+  test('a newcomer joins the running batch between steps, at its own step position', async () => {
+    const hooks = new RecordingHooks();
+    hooks.add('a1', 'A', { steps: 6 });
+    hooks.add('b1', 'B', { steps: 3 });
+    let joined = false;
+    const { engine, batches } = start(hooks, {
+      onBatch: (b) => {
+        batches.push(b);
+        if (!joined && b.steps[0] === 2) {
+          joined = true;
+          engine.enqueue('B', 'b1');
+        }
+      },
+    });
+    engine.enqueue('A', 'a1');
+    expect(await settled(hooks, ['a1', 'b1'])).toEqual(['finished', 'finished']);
+    // a1 alone for 2 steps, then both in one U-Net call at different positions until b1 is done, then a1 alone.
+    expect(batches.map((b) => b.size)).toEqual([1, 1, 2, 2, 2, 1]);
+    const mixed = batches[2]!;
+    expect(mixed.turnIds).toEqual(['a1', 'b1']);
+    expect(mixed.steps).toEqual([3, 1]);
+    expect(hooks.of('finished', 'b1')[0]!.timings.meanBatchSize).toBe(2);
+    expect(maxDiff(hooks.results.get('b1')!, solo(hooks.inputs.get('b1')!))).toBeLessThanOrEqual(2);
+  });
+
+  test('cancel: a queued turn is removed at once, a running one stops within one step, the session goes on', async () => {
+    const hooks = new RecordingHooks();
+    hooks.add('a1', 'A', { steps: 8 });
+    hooks.add('a2', 'A', { steps: 2 });
+    hooks.add('a3', 'A', { steps: 2 });
+    let cancelledAt = -1;
+    const { engine, batches } = start(hooks, {
+      onBatch: (b) => {
+        batches.push(b);
+        if (cancelledAt < 0 && b.turnIds[0] === 'a1' && b.steps[0] === 2) {
+          cancelledAt = batches.length;
+          expect(engine.cancel('a2')).toBe(true);
+          expect(engine.cancel('a1')).toBe(true);
+        }
+      },
+    });
+    for (const id of ['a1', 'a2', 'a3']) engine.enqueue('A', id);
+    expect(await settled(hooks, ['a1', 'a2', 'a3'])).toEqual(['cancelled', 'cancelled', 'finished']);
+    // a1 took no step after the one during which it was cancelled; a2 never started; a3 ran next.
+    expect(batches.slice(cancelledAt).some((b) => b.turnIds.includes('a1'))).toBe(false);
+    expect(batches.filter((b) => b.turnIds.includes('a1'))).toHaveLength(2);
+    expect(hooks.of('start').map((e) => e.turnId)).toEqual(['a1', 'a3']);
+    expect(hooks.of('finished', 'a1')).toHaveLength(0);
+    // a3 starts from the session's head, which the cancelled turn did not move.
+    expect(hooks.references.get('a3')).toBe(hooks.background);
+    expect(engine.cancel('a3')).toBe(false);
+    expect(engine.cancel('nope')).toBe(false);
+  });
+
+  test('a turn that throws fails alone; its session and the other sessions go on', async () => {
+    const hooks = new RecordingHooks();
+    hooks.add('a1', 'A', { reference: { width: 0, height: 16, data: new Uint8Array(10) } });
+    hooks.add('a2', 'A', { steps: 2 });
+    hooks.add('b1', 'B', { startError: new Error('store unavailable') });
+    hooks.add('c1', 'C', { steps: 3 });
+    hooks.add('d1', 'D', { steps: 0 });
+    const { engine, batches } = start(hooks);
+    for (const [s, id] of [['A', 'a1'], ['A', 'a2'], ['B', 'b1'], ['C', 'c1'], ['D', 'd1']] as const) engine.enqueue(s, id);
+    expect(await settled(hooks, ['a1', 'a2', 'b1', 'c1', 'd1'])).toEqual(['failed', 'finished', 'failed', 'finished', 'failed']);
+    expect(hooks.of('failed', 'b1')[0]!.error.message).toBe('store unavailable');
+    expect(hooks.of('failed', 'd1')[0]!.error.message).toMatch(/steps/);
+    expect(hooks.of('failed', 'a1')[0]!.error).toBeInstanceOf(Error);
+    expect(hooks.references.get('a2')).toBe(hooks.background);
+    expect(batches[0]!.turnIds).toEqual(['c1']);
+    expect(batches.some((b) => b.size === 2)).toBe(true);
+  });
+
+  test('previews of the predicted x0 every N steps, with increasing step numbers, then the final image', async () => {
+    const hooks = new RecordingHooks();
+    hooks.add('a1', 'A', { steps: 6 });
+    const { engine } = start(hooks, { previewEvery: 2 });
+    engine.enqueue('A', 'a1');
+    expect(await hooks.outcome('a1')).toBe('finished');
+    const progress = hooks.of('progress', 'a1').map((e) => e.p);
+    const steps = progress.map((p) => p.step);
+    expect(steps).toEqual([...steps].sort((x, y) => x - y));
+    expect(new Set(steps).size).toBe(steps.length);
+    expect(steps.every((s) => s >= 1 && s < 6)).toBe(true);
+    const previews = progress.filter((p) => p.previewPng);
+    expect(previews.map((p) => p.step)).toEqual([2, 4]);
+    for (const p of previews) {
+      const img = await decodePng(p.previewPng!);
+      expect([img.width, img.height]).toEqual([16, 16]);
+      expect(p.totalSteps).toBe(6);
+      expect(p.sessionId).toBe('A');
+    }
+    expect(progress.every((p) => p.etaMs > 0)).toBe(true);
+    expect(progress.at(-1)!.etaMs).toBeLessThan(progress[0]!.etaMs);
+    // Every report comes before the result.
+    const fin = hooks.indexOf('finished', 'a1');
+    expect(hooks.events.findLastIndex((e) => e.type === 'progress')).toBeLessThan(fin);
+    expect(engine.status().stepMs).toBeGreaterThan(0);
+  });
+
+  test('drain stops after the current step and leaves unfinished turns un-finished', async () => {
+    const hooks = new RecordingHooks();
+    hooks.add('a1', 'A', { steps: 10 });
+    hooks.add('a2', 'A', { steps: 2 });
+    hooks.add('b1', 'B', { steps: 10 });
+    hooks.add('c1', 'C', { steps: 2 });
+    let drained: Promise<void> | null = null;
+    const { engine, batches } = start(hooks, {
+      maxBatchSize: 2,
+      previewEvery: 1,
+      onBatch: (b) => {
+        batches.push(b);
+        if (b.steps[0] === 2) drained ??= engine.drain();
+      },
+    });
+    for (const [s, id] of [['A', 'a1'], ['A', 'a2'], ['B', 'b1'], ['C', 'c1']] as const) engine.enqueue(s, id);
+    await new Promise<void>((resolve) => {
+      const check = () => (drained ? resolve() : setTimeout(check, 5));
+      check();
+    });
+    await drained;
+    expect(batches.map((b) => b.size)).toEqual([2, 2]);
+    expect(hooks.of('start').map((e) => e.turnId)).toEqual(['a1', 'b1']);
+    expect(hooks.events.filter((e) => e.type === 'finished' || e.type === 'failed' || e.type === 'cancelled')).toEqual([]);
+    expect(engine.status()).toMatchObject({ busy: false, running: 0, queueLength: 2 });
+    engine.enqueue('D', 'd1');
+    expect(engine.cancel('c1')).toBe(false);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(batches).toHaveLength(2);
+    expect(engine.status().queueLength).toBe(2);
+  });
+
+  test('loads a checkpoint folder and reports backend, device, threads and model in status', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'engine-ckpt-'));
+    try {
+      await saveCheckpoint(model, dir);
+      const hooks = new RecordingHooks();
+      hooks.add('a1', 'A', { steps: 1 });
+      const { engine } = start(hooks, { model: undefined, checkpoint: dir });
+      expect(engine.status().model).toBe('loading');
+      engine.enqueue('A', 'a1');
+      await engine.ready!();
+      expect(await hooks.outcome('a1')).toBe('finished');
+      const st = engine.status();
+      expect(st).toMatchObject({ model: 'tiny', backend: 'cpu', device: 'cpu', queueLength: 0, busy: false });
+      expect(st.threads).toBeGreaterThan(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('rejects bad options', () => {
+    const hooks = new RecordingHooks();
+    expect(() => createEngine({ hooks })).toThrow(/exactly one/);
+    expect(() => createEngine({ model, hooks, maxBatchSize: 0 })).toThrow(/maxBatchSize/);
+    expect(() => createEngine({ model, hooks, previewEvery: -1 })).toThrow(/previewEvery/);
+  });
+});
