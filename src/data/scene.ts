@@ -71,3 +71,15 @@ export function turnTriples(episode: Episode, size: number, opts?: SceneRenderOp
   });
   return out;
 }
+
+/**
+ * One turn of an episode as (reference, text, target) without rendering the other turns: the cheap way to
+ * sample random turns for training. `turn` is 0-based.
+ */
+export function turnTriple(episode: Episode, turn: number, size: number, opts?: SceneRenderOptions): TurnTriple {
+  const turns: readonly { text: string; objects: readonly SceneObject[] }[] = episode.turns;
+  const t = turns[turn];
+  if (!t || !Number.isInteger(turn)) throw new Error(`turnTriple: episode ${episode.id} has no turn ${turn} (it has ${turns.length})`);
+  const reference = turn === 0 ? backgroundFor(episode.dataset, size, opts) : renderScene(episode.dataset, turns[turn - 1]!.objects, size, opts);
+  return { turn, reference, text: t.text, target: renderScene(episode.dataset, t.objects, size, opts), objects: [...t.objects] };
+}

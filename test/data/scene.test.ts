@@ -10,6 +10,7 @@ import {
   renderCodraw,
   renderIclevr,
   renderScene,
+  turnTriple,
   turnTriples,
   type SceneObject,
 } from '../../src/data/index.js';
@@ -49,7 +50,9 @@ describe('turnTriples', () => {
         expect(t.target).toEqual(renderScene(ep.dataset, ep.turns[i]!.objects, 32, opts));
         if (i > 0) expect(t.reference).toBe(triples[i - 1]!.target);
         expect(t.target).not.toEqual(t.reference); // every turn changes the canvas
+        expect(turnTriple(ep, i, 32, opts)).toEqual(t); // one turn alone renders the same triple
       });
+      expect(() => turnTriple(ep, ep.turns.length, 32, opts)).toThrow(/no turn/);
     }
   });
 });
