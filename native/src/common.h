@@ -1,0 +1,64 @@
+// Shared helpers for the tfjs native kernels: argument decoding, the oneDNN engine/stream, threading.
+#pragma once
+#include <napi.h>
+#include <dnnl.hpp>
+#include <omp.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace tn {
+
+struct F32 {
+  float* p;
+  size_t n;
+};
+
+// A Float32Array argument (throws on anything else so JS falls back instead of reading garbage).
+F32 f32(const Napi::Value& v, const char* what);
+// A float32 array or null/undefined -> {nullptr, 0}.
+F32 f32OrNull(const Napi::Value& v, const char* what);
+// A JS array of integers.
+std::vector<int64_t> ints(const Napi::Value& v, const char* what);
+int64_t prod(const std::vector<int64_t>& s);
+
+dnnl::engine& eng();
+dnnl::stream& strm();
+
+// Threads worth using for `work` elements of cheap elementwise work: tiny tensors stay on one thread
+// because waking the OpenMP team costs more than the loop.
+inline int threadsFor(size_t work) {
+  if (work < 32768) return 1;
+  return omp_get_max_threads();
+}
+
+inline void check(bool ok, const std::string& msg) {
+  if (!ok) throw std::invalid_argument(msg);
+}
+
+void initConv(Napi::Env env, Napi::Object exports);
+void initMatmul(Napi::Env env, Napi::Object exports);
+void initElementwise(Napi::Env env, Napi::Object exports);
+void initReduce(Napi::Env env, Napi::Object exports);
+void initShapeOps(Napi::Env env, Napi::Object exports);
+void initResize(Napi::Env env, Napi::Object exports);
+
+}  // namespace tn
+
+// Defines a N-API entry point `name` whose body may throw: exceptions become JS errors.
+#define TN_FN(name)                                                       \
+  static Napi::Value name##_impl(const Napi::CallbackInfo& info);         \
+  static Napi::Value name(const Napi::CallbackInfo& info) {               \
+    try {                                                                 \
+      return name##_impl(info);                                           \
+    } catch (const std::exception& e) {                                   \
+      Napi::Error::New(info.Env(), std::string(#name ": ") + e.what())    \
+          .ThrowAsJavaScriptException();                                  \
+      return info.Env().Undefined();                                      \
+    }                                                                     \
+  }                                                                       \
+  static Napi::Value name##_impl(const Napi::CallbackInfo& info)
+
+#define TN_EXPORT(exports, name) exports.Set(#name, Napi::Function::New(env, name, #name))
