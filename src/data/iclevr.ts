@@ -137,9 +137,12 @@ export function generateIclevrEpisodes(opts: IclevrGenerateOptions): IclevrEpiso
   const { count, seed } = opts;
   const split = opts.split ?? 'train';
   if (!Number.isInteger(count) || count < 0) throw new Error(`generateIclevrEpisodes: count must be an integer >= 0, got ${count}`);
-  if (!Number.isInteger(seed)) throw new Error(`generateIclevrEpisodes: seed must be an integer, got ${seed}`);
+  if (!Number.isSafeInteger(seed)) throw new Error(`generateIclevrEpisodes: seed must be a safe integer, got ${seed}`);
   const salt = hashString(split);
   const out: IclevrEpisode[] = [];
-  for (let i = 0; i < count; i++) out.push(generateIclevrEpisode(hashSeed(salt, seed, i), `iclevr-${split}-${seed}-${i}`));
+  // Both halves of the seed enter the hash, so seeds that differ only above bit 32 still differ.
+  const lo = seed % 2 ** 32;
+  const hi = Math.floor(seed / 2 ** 32);
+  for (let i = 0; i < count; i++) out.push(generateIclevrEpisode(hashSeed(salt, lo, hi, i), `iclevr-${split}-${seed}-${i}`));
   return out;
 }
