@@ -71,8 +71,8 @@ function drawShadow(ctx: SKRSContext2D, cx: number, cy: number, r: number): void
   ctx.translate(sx, sy);
   ctx.scale(1.35, 0.6);
   const g = ctx.createRadialGradient(0, 0, 0, 0, 0, r * 1.25);
-  g.addColorStop(0, 'rgba(20,20,20,0.42)');
-  g.addColorStop(0.6, 'rgba(20,20,20,0.25)');
+  g.addColorStop(0, 'rgba(20,20,20,0.34)');
+  g.addColorStop(0.6, 'rgba(20,20,20,0.2)');
   g.addColorStop(1, 'rgba(20,20,20,0)');
   ctx.fillStyle = g;
   ctx.beginPath();
