@@ -50,7 +50,8 @@ class Subscriber<T> implements AsyncIterableIterator<T> {
       w({ value: item, done: false });
       return;
     }
-    const key = this.opts.conflationKey?.(item) ?? null;
+    // Latest frame wins only for a backlogged subscriber; a merely busy one (awaiting its last send) gets every item.
+    const key = this.isBacklogged() ? (this.opts.conflationKey?.(item) ?? null) : null;
     if (key !== null) {
       const i = this.queue.findIndex((q) => this.opts.conflationKey!(q) === key);
       if (i >= 0) {

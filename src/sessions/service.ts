@@ -53,6 +53,9 @@ export type SessionEventKind =
   | 'TURN_CANCELLED'
   | 'HEAD_MOVED';
 
+/** A lifecycle event as published (mapped to the GraphQL SessionEvent). */
+export type SessionEventRecord = SessionEvent;
+
 export interface SessionEvent {
   kind: SessionEventKind;
   sessionId: string;
@@ -760,8 +763,10 @@ export class SessionsService implements EngineHooks {
     backlogged?: () => boolean,
   ): Promise<Subscription<SessionEvent>> {
     const me = await this.requireMember(tokenHash, sessionId);
-    const release = await this.connect(me);
-    return this.pubsub.subscribe<SessionEvent>(sessionTopic(sessionId), { backlogged, onClose: release });
+    let release = (): void => undefined;
+    const sub = this.pubsub.subscribe<SessionEvent>(sessionTopic(sessionId), { backlogged, onClose: () => release() });
+    release = await this.connect(me);
+    return sub;
   }
 
   /** Progress frames of a session the caller has joined; preview frames conflate per turn for slow subscribers. */
@@ -771,13 +776,15 @@ export class SessionsService implements EngineHooks {
     backlogged?: () => boolean,
   ): Promise<Subscription<TurnProgressFrame>> {
     const me = await this.requireMember(tokenHash, sessionId);
-    const release = await this.connect(me);
-    return this.pubsub.subscribe<TurnProgressFrame>(progressTopic(sessionId), {
+    let release = (): void => undefined;
+    const sub = this.pubsub.subscribe<TurnProgressFrame>(progressTopic(sessionId), {
       // Latest frame wins: an undelivered preview of a turn is replaced by a newer one; final frames are kept.
       conflationKey: (f) => (f.final ? null : `preview:${f.turnId}`),
       backlogged,
-      onClose: release,
+      onClose: () => release(),
     });
+    release = await this.connect(me);
+    return sub;
   }
 
   /** Count a live subscription of a participant; the first makes them online, the last one's end offline. */

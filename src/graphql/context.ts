@@ -1,0 +1,12 @@
+/** What every resolver receives: the domain service and who is calling. Built per request / per subscription. */
+import type { SessionsService } from '../sessions/index.js';
+
+export interface GraphQLContext {
+  service: SessionsService;
+  /** The bearer token as sent (joinSession hands it back unchanged), or null when anonymous. */
+  token: string | null;
+  /** SHA-256 of the token: the caller's identity towards the sessions service. */
+  tokenHash: string | null;
+  /** For subscriptions: is the caller's socket backlogged (latest-frame-wins for previews)? */
+  backlogged?: () => boolean;
+}
