@@ -70,3 +70,9 @@ export function seededRng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** Add N(0, std) to every weight, so zero-initialised output layers no longer hide the rest of the network. */
+export function perturb(model: CddIcm, std = 0.05, seed = 99): void {
+  let k = seed;
+  for (const v of model.parameters()) tf.tidy(() => v.assign(tf.add(v, tf.randomNormal(v.shape, 0, std, 'float32', k++))));
+}

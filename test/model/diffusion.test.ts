@@ -1,0 +1,176 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  GaussianDiffusion,
+  SpacedDiffusion,
+  approxStandardNormalCdf,
+  conv2dFastGrad,
+  cosineBetas,
+  discretizedGaussianLogLikelihood,
+  normalKl,
+  spacedTimesteps,
+} from '../../src/model/index.js';
+
+const T = 1000;
+const diffusion = new GaussianDiffusion(cosineBetas(T));
+afterAll(() => diffusion.dispose());
+
+const s = (u: number): number => Math.cos(((u + 0.008) / 1.008) * (Math.PI / 2)) ** 2;
+const val = (t: tf.Tensor): number[] => Array.from(t.dataSync());
+const close = (a: number[], b: number[], tol = 1e-5): void => {
+  expect(a.length).toBe(b.length);
+  a.forEach((x, i) => expect(Math.abs(x - b[i]!)).toBeLessThan(tol * Math.max(1, Math.abs(b[i]!))));
+};
+
+describe('cosine schedule (Eq. 4)', () => {
+  it('gives alphabar_t = s(t)/s(0) until the beta clip at 0.999', () => {
+    for (const i of [0, 1, 10, 100, 500, 900, 980]) expect(diffusion.alphasCumprod[i]).toBeCloseTo(s((i + 1) / T) / s(0), 10);
+    expect(Math.max(...diffusion.betas)).toBeCloseTo(0.999, 12);
+    expect(diffusion.betas[T - 1]).toBeCloseTo(0.999, 12);
+    // alpha_t = s(t) / s(t-1) where unclipped
+    expect(diffusion.alphas[300]).toBeCloseTo(s(301 / T) / s(300 / T), 12);
+    expect(diffusion.alphasCumprod[T - 1]).toBeLessThan(1e-4);
+  });
+});
+
+describe('q(x_t | x0) (Eq. 3) and the posterior (Eq. 7)', () => {
+  const x0 = tf.tensor4d([0.5, -0.25, 1, -1], [2, 1, 1, 2]);
+  const noise = tf.tensor4d([1, 2, -1, 0.5], [2, 1, 1, 2]);
+  const t = tf.tensor1d([3, 700], 'int32');
+
+  it('qSample is sqrt(alphabar) x0 + sqrt(1 - alphabar) eps per item', () => {
+    const xt = diffusion.qSample(x0, t, noise);
+    const ab = [diffusion.alphasCumprod[3]!, diffusion.alphasCumprod[700]!];
+    const want = [0.5, -0.25, 1, -1].map((x, i) => Math.sqrt(ab[i >> 1]!) * x + Math.sqrt(1 - ab[i >> 1]!) * [1, 2, -1, 0.5][i]!);
+    close(val(xt), want);
+  });
+
+  it('posterior mean and variance equal the Bayes product of q(x_t|x_{t-1}) and q(x_{t-1}|x0)', () => {
+    const xt = tf.tensor4d([0.3, 0.1, -0.7, 2], [2, 1, 1, 2]);
+    const { mean, variance, logVariance } = diffusion.qPosteriorMeanVariance(x0, xt, t);
+    const want: number[] = [];
+    const wantVar: number[] = [];
+    [0.5, -0.25, 1, -1].forEach((x, i) => {
+      const ti = [3, 700][i >> 1]!;
+      const abPrev = diffusion.alphasCumprod[ti - 1]!;
+      const a = diffusion.alphas[ti]!;
+      const b = diffusion.betas[ti]!;
+      // N(x_{t-1}; sqrt(abPrev) x0, 1 - abPrev) * N(x_t; sqrt(a) x_{t-1}, b), completed square
+      const precision = 1 / (1 - abPrev) + a / b;
+      want.push(((Math.sqrt(abPrev) * x) / (1 - abPrev) + (Math.sqrt(a) * [0.3, 0.1, -0.7, 2][i]!) / b) / precision);
+      wantVar.push(1 / precision);
+    });
+    close(val(mean), want, 1e-4);
+    close(val(variance), wantVar, 1e-4);
+    close(val(logVariance), wantVar.map(Math.log), 1e-4);
+  });
+
+  it('mu from epsilon (Eq. 8) equals the posterior mean at the implied x0', () => {
+    const xt = diffusion.qSample(x0, t, noise);
+    const mu = diffusion.meanFromEps(xt, t, noise);
+    const post = diffusion.qPosteriorMeanVariance(diffusion.predictX0FromEps(xt, t, noise), xt, t).mean;
+    close(val(mu), val(post), 1e-3);
+    close(val(diffusion.predictX0FromEps(xt, t, noise)), val(x0), 1e-3);
+  });
+
+  it('learned variance (Eq. 9) spans log beta~ (v = -1) to log beta (v = 1)', () => {
+    const lo = diffusion.learnedLogVariance(tf.fill([2, 1, 1, 2], -1) as tf.Tensor4D, t);
+    const hi = diffusion.learnedLogVariance(tf.fill([2, 1, 1, 2], 1) as tf.Tensor4D, t);
+    const mid = diffusion.learnedLogVariance(tf.zeros([2, 1, 1, 2]) as tf.Tensor4D, t);
+    close(val(lo), [3, 3, 700, 700].map((i) => Math.log(diffusion.posteriorVariance[i]!)), 1e-4);
+    close(val(hi), [3, 3, 700, 700].map((i) => Math.log(diffusion.betas[i]!)), 1e-4);
+    close(val(mid), [3, 3, 700, 700].map((i) => 0.5 * Math.log(diffusion.betas[i]!) + 0.5 * Math.log(diffusion.posteriorVariance[i]!)), 1e-4);
+  });
+
+  it('a DDIM step with the true noise lands exactly on q(x_{t-1} | x0) with the same noise', () => {
+    const xt = diffusion.qSample(x0, t, noise);
+    const prev = tf.tensor1d([1, 650], 'int32');
+    const { sample, predX0 } = diffusion.ddimStep(xt, noise, [diffusion.alphasCumprod[3]!, diffusion.alphasCumprod[700]!], [
+      diffusion.alphasCumprod[1]!,
+      diffusion.alphasCumprod[650]!,
+    ]);
+    close(val(sample), val(diffusion.qSample(x0, prev, noise)), 1e-3);
+    close(val(predX0), val(x0), 1e-3);
+  });
+});
+
+describe('losses', () => {
+  it('KL of identical Gaussians is 0 and matches the closed form otherwise', () => {
+    const m = tf.tensor1d([0.3, -2]);
+    const lv = tf.tensor1d([0.1, -1]);
+    close(val(normalKl(m, lv, m, lv)), [0, 0]);
+    // KL(N(0, 1) || N(1, e^2)) = log(e/1) + (1 + 1) / (2 e^2) - 1/2
+    const kl = normalKl(tf.scalar(0), tf.scalar(0), tf.scalar(1), tf.scalar(2));
+    expect(kl.dataSync()[0]).toBeCloseTo(1 + 2 / (2 * Math.E ** 2) - 0.5, 5);
+  });
+
+  it('the approximate normal CDF is close to the true one', () => {
+    const x = [-2, -1, 0, 0.5, 1.5];
+    const want = [0.02275, 0.158655, 0.5, 0.691462, 0.933193];
+    close(val(approxStandardNormalCdf(tf.tensor1d(x))), want, 2e-3);
+  });
+
+  it('the discretised Gaussian likelihood sums to 1 over the 256 pixel bins', () => {
+    for (const [mean, logScale] of [[0, Math.log(0.1)], [0.9, Math.log(0.02)], [-0.3, Math.log(0.5)]] as const) {
+      const bins = tf.tensor1d(Float32Array.from({ length: 256 }, (_, i) => i / 127.5 - 1));
+      const ll = discretizedGaussianLogLikelihood(bins, tf.fill([256], mean), tf.fill([256], logScale));
+      expect(tf.sum(tf.exp(ll)).dataSync()[0]).toBeCloseTo(1, 3);
+      // among the inner bins (the two end bins take the tails), the one nearest the mean is the most likely
+      const p = val(tf.exp(ll)).slice(1, 255);
+      const best = p.indexOf(Math.max(...p)) + 1;
+      expect(Math.abs(best / 127.5 - 1 - mean)).toBeLessThanOrEqual(1 / 127.5 + 1e-6);
+    }
+  });
+});
+
+describe('respacing', () => {
+  it('takes count uniformly spread steps including both ends', () => {
+    const ts = spacedTimesteps(T, 250);
+    expect(ts.length).toBe(250);
+    expect(ts[0]).toBe(0);
+    expect(ts[249]).toBe(999);
+    expect(spacedTimesteps(T, 1)).toEqual([999]);
+    expect(spacedTimesteps(10, 10)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+  it('keeps the base alphabar at the kept steps and maps indices to original timesteps', () => {
+    const sp = new SpacedDiffusion(diffusion, spacedTimesteps(T, 50));
+    sp.timestepMap.forEach((t, i) => expect(sp.alphasCumprod[i]).toBeCloseTo(diffusion.alphasCumprod[t]!, 12));
+    expect(sp.numTimesteps).toBe(50);
+    sp.dispose();
+  });
+});
+
+describe('trainingLosses (Eq. 10-11)', () => {
+  it('mse is the epsilon error, and the VLB gradient reaches v but not epsilon', () => {
+    const x0 = tf.randomUniform([2, 4, 4, 3], -1, 1, 'float32', 3) as tf.Tensor4D;
+    const noise = tf.randomNormal([2, 4, 4, 3], 0, 1, 'float32', 4) as tf.Tensor4D;
+    const out = tf.variable(tf.randomNormal([2, 4, 4, 6], 0, 0.5, 'float32', 5));
+    const t = tf.tensor1d([0, 400], 'int32');
+    const run = (pick: 'mse' | 'vlb' | 'loss'): tf.Tensor =>
+      tf.grad((o: tf.Tensor) => tf.sum(diffusion.trainingLosses(() => o as tf.Tensor4D, x0, t, { noise, gamma: 1.5 })[pick]))(out);
+    const [gEpsVlb, gVVlb] = tf.split(run('vlb'), 2, 3);
+    expect(tf.max(tf.abs(gEpsVlb!)).dataSync()[0]).toBe(0);
+    expect(tf.max(tf.abs(gVVlb!)).dataSync()[0]).toBeGreaterThan(0);
+    // d loss / d eps == d mse / d eps (the gradient identity of the stop-gradient), = -2 (noise - eps) / numel
+    const [gEpsLoss] = tf.split(run('loss'), 2, 3);
+    const [eps] = tf.split(out, 2, 3);
+    close(val(gEpsLoss!), val(tf.mul(-2 / 48, tf.sub(noise, eps!))), 1e-5);
+    const l = diffusion.trainingLosses(() => out as unknown as tf.Tensor4D, x0, t, { noise, gamma: 1.5 });
+    close(val(l.mse), val(tf.mean(tf.square(tf.sub(noise, eps!)).reshape([2, -1]), 1)), 1e-5);
+    close(val(l.loss), val(tf.add(l.mse, tf.mul(1.5, l.vlb))), 1e-5);
+    out.dispose();
+  });
+});
+
+describe('conv2dFastGrad', () => {
+  it('has the values and gradients of tf.conv2d', () => {
+    for (const [h, k, st, pad] of [[8, 3, 1, 'same'], [8, 3, 2, 'same'], [7, 3, 2, 'same'], [8, 1, 1, 'same'], [9, 3, 2, 'valid'], [8, 4, 4, 'valid']] as const) {
+      const x = tf.randomNormal([2, h, h, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
+      const w = tf.randomNormal([k, k, 3, 5], 0, 1, 'float32', 2) as tf.Tensor4D;
+      const f = (conv: typeof conv2dFastGrad) => (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.square(conv(a as tf.Tensor4D, b as tf.Tensor4D, st, pad)));
+      const g1 = tf.grads(f((a, b, s2, p) => tf.conv2d(a, b, s2, p)))([x, w]);
+      const g2 = tf.grads(f(conv2dFastGrad))([x, w]);
+      for (let i = 0; i < 2; i++) close(val(g2[i]!), val(g1[i]!), 1e-3);
+    }
+  });
+});
