@@ -3,10 +3,8 @@
  * (self_attn.{q,k,v,out}_proj, layer_norm1, mlp.fc1/fc2, layer_norm2) so that CLIP checkpoints map one to one.
  */
 import * as tf from '@tensorflow/tfjs-core';
-// tfjs-core does not register tensor methods (x.reshape, x.slice, ...) by default; nn.ts and this code use them.
-import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops.js';
-// Nor the gradient kernels that training and ICM guidance need.
-import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
+// Registers tensor methods and gradients in every runtime (see runtime.ts).
+import './runtime.js';
 import { Module, Linear, LayerNorm, gelu, quickGelu } from '../nn.js';
 import type { HiddenAct } from './config.js';
 
