@@ -1,0 +1,164 @@
+/**
+ * Evaluate a CDD-ICM checkpoint on episodes (paper Sec. 4.1 metrics).
+ *
+ *   npm run eval -- --model <checkpoint> --episodes <file> [--limit N] [--teacher-forced] [--steps K]
+ *        [--guidance phi] [--icm-guidance psi] [--seed S] [--batch B] [--detector DIR] [--out DIR] [--json]
+ *        [--codraw-dir DIR] [--backend NAME]
+ *
+ * Writes report.json and contact-sheet.png to the output folder, prints a table; with --json the last stdout line
+ * is one JSON object (precision, recall, f1, rsim, episodes, turns, detector_reference_f1, ...).
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { loadCheckpoint, PAPER_DEFAULTS } from '../model/index.js';
+import { loadDetector } from './detector.js';
+import { contactSheet } from './contactSheet.js';
+import { DETECTOR_TRUST_F1 } from './trust.js';
+import { evaluateModel, type ModelEvalReport } from './evaluate.js';
+import { CliError, Progress, fmtMs, initBackendFromArgs, loadEpisodesArg, num, optNum, parse, runCli, str } from './cliUtil.js';
+
+const USAGE = `usage: npm run eval -- --model CHECKPOINT --episodes FILE [--limit N] [--teacher-forced] [--steps K]
+  [--guidance PHI] [--icm-guidance PSI] [--seed S] [--batch B] [--detector DIR] [--out DIR] [--json]
+  [--codraw-dir DIR] [--backend auto|native-cpu|cpu|tensorflow]`;
+
+function table(r: ModelEvalReport): string {
+  const f = (v: number) => v.toFixed(4).padStart(9);
+  const lines = ['turn   count precision    recall        f1'];
+  r.perTurn.forEach((t, i) => lines.push(`${String(i + 1).padStart(4)} ${String(t.count).padStart(7)} ${f(t.precision)} ${f(t.recall)} ${f(t.f1)}`));
+  lines.push(` all ${String(r.turns).padStart(7)} ${f(r.precision)} ${f(r.recall)} ${f(r.f1)}`);
+  lines.push(`RSIM (final turns of ${r.episodes} episodes): ${r.rsim.toFixed(4)}`);
+  const d = r.detectorReference;
+  lines.push(`detector on ground truth vs annotations: precision ${d.precision.toFixed(4)} recall ${d.recall.toFixed(4)} f1 ${d.f1.toFixed(4)}`);
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const a = parse(
+    process.argv.slice(2),
+    {
+      model: { type: 'string' },
+      episodes: { type: 'string' },
+      limit: { type: 'string' },
+      'teacher-forced': { type: 'boolean' },
+      steps: { type: 'string' },
+      guidance: { type: 'string' },
+      'icm-guidance': { type: 'string' },
+      seed: { type: 'string' },
+      batch: { type: 'string' },
+      detector: { type: 'string' },
+      out: { type: 'string' },
+      json: { type: 'boolean' },
+      'codraw-dir': { type: 'string' },
+      backend: { type: 'string' },
+    },
+    USAGE,
+  );
+  const modelDir = str(a.model, 'model');
+  const episodesFile = str(a.episodes, 'episodes');
+  const limit = optNum(a.limit, 'limit', { int: true, min: 1 });
+  const teacherForced = a['teacher-forced'] === true;
+  const steps = num(a.steps, 'steps', PAPER_DEFAULTS.samplingSteps, { int: true, min: 1 });
+  const guidanceScale = num(a.guidance, 'guidance', PAPER_DEFAULTS.guidanceScale, { min: 0 });
+  const icmGuidanceScale = num(a['icm-guidance'], 'icm-guidance', PAPER_DEFAULTS.icmGuidanceScale, { min: 0 });
+  const seed = num(a.seed, 'seed', 0, { int: true });
+  const batchSize = num(a.batch, 'batch', 4, { int: true, min: 1 });
+  const json = a.json === true;
+  const codrawDir = typeof a['codraw-dir'] === 'string' ? a['codraw-dir'] : undefined;
+  if (!existsSync(join(modelDir, 'config.json'))) throw new CliError(`no model checkpoint at ${modelDir} (missing config.json)`);
+  if (codrawDir && !existsSync(join(codrawDir, 'clipart'))) throw new CliError(`no clipart/ folder in ${codrawDir}`);
+  let episodes = await loadEpisodesArg(episodesFile);
+  if (episodes.length === 0) throw new CliError(`${episodesFile} holds no episodes`);
+  if (limit) episodes = episodes.slice(0, limit);
+  const dataset = episodes[0]!.dataset;
+  if (episodes.some((e) => e.dataset !== dataset)) throw new CliError(`${episodesFile} mixes i-CLEVR and CoDraw episodes`);
+  const detectorDir = str(a.detector, 'detector', join('models', 'detectors', dataset));
+  if (!existsSync(join(detectorDir, 'config.json')))
+    throw new CliError(`no ${dataset} detector at ${detectorDir} (train one: npm run train:detector -- --dataset ${dataset} --out ${detectorDir} --minutes 20)`);
+  const outDir = str(a.out, 'out', join('eval-output', `${dataset}-${basename(resolve(modelDir))}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+
+  const backend = await initBackendFromArgs(a.backend);
+  const log = (s: string) => process.stderr.write(s + '\n');
+  log(`backend ${backend.name} (${backend.device}, ${backend.threads} threads)`);
+  const model = await loadCheckpoint(modelDir);
+  const detector = await loadDetector(detectorDir);
+  if (detector.config.dataset !== dataset) throw new CliError(`${detectorDir} is a ${detector.config.dataset} detector, episodes are ${dataset}`);
+  const totalTurns = episodes.reduce((s, e) => s + e.turns.length, 0);
+  log(
+    `evaluating ${modelDir} on ${episodes.length} ${dataset} episodes (${totalTurns} turns), ${model.config.imageSize}px, ` +
+      `${steps} steps, phi ${guidanceScale}, psi ${icmGuidanceScale}, ${teacherForced ? 'teacher-forced' : 'iterative'}`,
+  );
+  const progress = new Progress('turns', totalTurns);
+  let turnsDone = 0;
+  const ac = new AbortController();
+  process.once('SIGINT', () => ac.abort());
+  const report = await evaluateModel(model, detector, episodes, {
+    teacherForced,
+    steps,
+    guidanceScale,
+    icmGuidanceScale,
+    seed,
+    batchSize,
+    signal: ac.signal,
+    ...(codrawDir ? { render: { clipartDir: join(codrawDir, 'clipart') } } : {}),
+    onProgress: (done) => {
+      turnsDone = done;
+      progress.update(done, '', true);
+    },
+    onStep: (i, total) => progress.update(turnsDone, `(step ${i}/${total} of the current batch)`),
+  });
+
+  await mkdir(outDir, { recursive: true });
+  const sheetPath = join(outDir, 'contact-sheet.png');
+  await writeFile(sheetPath, contactSheet(report.results));
+  const trustF1 = DETECTOR_TRUST_F1[dataset];
+  const summary = {
+    precision: report.precision,
+    recall: report.recall,
+    f1: report.f1,
+    rsim: report.rsim,
+    episodes: report.episodes,
+    turns: report.turns,
+    detector_reference_precision: report.detectorReference.precision,
+    detector_reference_recall: report.detectorReference.recall,
+    detector_reference_f1: report.detectorReference.f1,
+    detector_trusted: report.detectorReference.f1 >= trustF1,
+    dataset,
+    model: modelDir,
+    episodes_file: episodesFile,
+    detector: detectorDir,
+    teacher_forced: teacherForced,
+    steps,
+    guidance: guidanceScale,
+    icm_guidance: icmGuidanceScale,
+    seed,
+    image_size: model.config.imageSize,
+    backend: backend.name,
+    elapsed_ms: report.elapsedMs,
+    report: join(outDir, 'report.json'),
+    contact_sheet: sheetPath,
+  };
+  const full = {
+    ...summary,
+    per_turn: report.perTurn,
+    per_episode: report.results.map((r) => ({
+      id: r.id,
+      rsim: r.rsim,
+      turns: r.turns.map((t) => ({
+        text: t.text,
+        ...t.scores,
+        annotations: t.annotations.map((o) => o.label),
+        ground_truth_detections: t.gtDetections,
+        generated_detections: t.genDetections,
+      })),
+    })),
+  };
+  await writeFile(join(outDir, 'report.json'), JSON.stringify(full, null, 2) + '\n');
+  process.stdout.write(table(report) + '\n');
+  if (!summary.detector_trusted)
+    log(`warning: the detector's F1 on ground truth (${report.detectorReference.f1.toFixed(4)}) is below ${trustF1}: do not trust these scores`);
+  process.stdout.write(`report ${join(outDir, 'report.json')}, contact sheet ${sheetPath} (${fmtMs(report.elapsedMs)})\n`);
+  if (json) process.stdout.write(JSON.stringify(summary) + '\n');
+}
+
+runCli(main);

@@ -1,0 +1,66 @@
+/**
+ * Contact sheet of an evaluation: per episode, the ground-truth renderings in one row and the generated images in
+ * the row below, one column per turn, with the episode id and per-turn F1 written beside them.
+ */
+import { createCanvas } from '@napi-rs/canvas';
+import { resizeImage, type RgbImage } from '../data/index.js';
+import type { EpisodeResult } from './evaluate.js';
+
+export interface ContactSheetOptions {
+  /** Side of each cell in pixels (images are resized to it). Default: max(64, image size). */
+  cell?: number;
+  /** At most this many episodes (the sheet stays a sensible size). Default 24. */
+  maxEpisodes?: number;
+}
+
+const GAP = 4;
+const LABEL_W = 44;
+const HEADER_H = 16;
+
+/** PNG bytes of the contact sheet. */
+export function contactSheet(results: readonly EpisodeResult[], opts: ContactSheetOptions = {}): Buffer {
+  const shown = results.slice(0, opts.maxEpisodes ?? 24);
+  if (shown.length === 0) throw new Error('contactSheet: no episodes');
+  const first = shown[0]!.turns[0]!.groundTruth;
+  const cell = opts.cell ?? Math.max(64, first.width);
+  const cols = Math.max(...shown.map((r) => r.turns.length));
+  const blockH = HEADER_H + 2 * cell + GAP;
+  const width = LABEL_W + cols * (cell + GAP) + GAP;
+  const height = shown.length * (blockH + GAP) + GAP;
+  const canvas = createCanvas(width, height);
+  const ctx = canvas.getContext('2d');
+  ctx.fillStyle = '#ffffff';
+  ctx.fillRect(0, 0, width, height);
+  ctx.font = '11px sans-serif';
+  ctx.textBaseline = 'middle';
+
+  const put = (img: RgbImage, x: number, y: number): void => {
+    const im = resizeImage(img, cell);
+    const id = ctx.createImageData(cell, cell);
+    for (let i = 0; i < cell * cell; i++) {
+      id.data[i * 4] = im.data[i * 3]!;
+      id.data[i * 4 + 1] = im.data[i * 3 + 1]!;
+      id.data[i * 4 + 2] = im.data[i * 3 + 2]!;
+      id.data[i * 4 + 3] = 255;
+    }
+    ctx.putImageData(id, x, y);
+  };
+
+  shown.forEach((r, e) => {
+    const top = GAP + e * (blockH + GAP);
+    ctx.fillStyle = '#000000';
+    ctx.fillText(`${r.id}  RSIM ${r.rsim.toFixed(2)}`, GAP, top + HEADER_H / 2);
+    ctx.fillText('GT', GAP, top + HEADER_H + cell / 2);
+    ctx.fillText('gen', GAP, top + HEADER_H + cell + GAP + cell / 2);
+    r.turns.forEach((t, c) => {
+      const x = LABEL_W + c * (cell + GAP);
+      put(t.groundTruth, x, top + HEADER_H);
+      put(t.generated, x, top + HEADER_H + cell + GAP);
+      ctx.fillStyle = '#ffffff';
+      ctx.fillRect(x, top + HEADER_H + 2 * cell + GAP - 13, 52, 13);
+      ctx.fillStyle = '#000000';
+      ctx.fillText(`F1 ${t.scores.f1.toFixed(2)}`, x + 2, top + HEADER_H + 2 * cell + GAP - 6);
+    });
+  });
+  return canvas.toBuffer('image/png');
+}
