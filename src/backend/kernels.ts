@@ -154,7 +154,9 @@ function reduceImpl(op: ReduceOp): NativeImpl {
     const x = inputs.x!;
     const xv = f32(b, x);
     if (!xv) return null;
-    const axes = tf.util.parseAxisParam(attrs!.axis as number | number[], x.shape);
+    // Max names its axes `reductionIndices`, the other reductions `axis`.
+    const axis = (attrs!.axis ?? attrs!.reductionIndices) as number | number[];
+    const axes = tf.util.parseAxisParam(axis, x.shape);
     const [outShape] = tf.backend_util.computeOutAndReduceShapes(x.shape, axes);
     if ((op === ReduceOp.Max || op === ReduceOp.Min) && xv.length === 0) return null;
     const o = new Float32Array(size(outShape));
