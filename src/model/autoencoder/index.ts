@@ -1,0 +1,98 @@
+/**
+ * The autoencoder that gives CDD-ICM a latent space, its ImageCodec adapter, and its checkpoint folder:
+ * `config.json` ({ format, version, config }) + `model.safetensors` (float32 or float16).
+ */
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { Autoencoder, AUTOENCODER_PRESETS, type AutoencoderConfig } from './autoencoder.js';
+import { readSafetensors, writeSafetensors, type NamedArray } from './safetensors.js';
+
+export { Autoencoder, AUTOENCODER_PRESETS, type AutoencoderConfig, type AutoencoderLosses } from './autoencoder.js';
+export {
+  encodeSafetensors,
+  decodeSafetensors,
+  readSafetensors,
+  writeSafetensors,
+  type NamedArray,
+  type SafeDtype,
+} from './safetensors.js';
+
+/** The ImageCodec contract of docs/ARCHITECTURE.md (structurally identical to the model's own declaration). */
+export interface ImageCodec {
+  readonly channels: number;
+  readonly downFactor: number;
+  encode(images: tf.Tensor4D): tf.Tensor4D;
+  decode(z: tf.Tensor4D): tf.Tensor4D;
+}
+
+/** The diffusion runs on these latents: encode = scaled posterior mean, decode = decoder(z / scale). */
+export class AutoencoderCodec implements ImageCodec {
+  readonly channels: number;
+  readonly downFactor: number;
+  constructor(readonly autoencoder: Autoencoder) {
+    this.channels = autoencoder.config.latentChannels;
+    this.downFactor = autoencoder.config.downFactor;
+  }
+  encode(images: tf.Tensor4D): tf.Tensor4D {
+    return this.autoencoder.encode(images);
+  }
+  decode(z: tf.Tensor4D): tf.Tensor4D {
+    return this.autoencoder.decode(z);
+  }
+}
+
+export const AUTOENCODER_FORMAT = 'cdd-icm-autoencoder';
+export const AUTOENCODER_FORMAT_VERSION = 1;
+
+/** Weights as named float32 arrays (for embedding the autoencoder in another checkpoint). */
+export function autoencoderWeights(ae: Autoencoder, prefix = ''): Map<string, NamedArray> {
+  const out = new Map<string, NamedArray>();
+  for (const [name, v] of ae.namedParameters()) out.set(prefix + name, { shape: v.shape, data: v.dataSync() as Float32Array });
+  return out;
+}
+
+/** Assign weights from named arrays (every parameter must be present with the right shape). */
+export function setAutoencoderWeights(ae: Autoencoder, tensors: Map<string, NamedArray>, prefix = ''): void {
+  for (const [name, v] of ae.namedParameters()) {
+    const t = tensors.get(prefix + name);
+    if (!t) throw new Error(`autoencoder checkpoint: missing weight ${prefix + name}`);
+    if (t.shape.join(',') !== v.shape.join(',')) {
+      throw new Error(`autoencoder checkpoint: ${prefix + name} has shape [${t.shape}], expected [${v.shape}]`);
+    }
+    v.assign(tf.tensor(t.data, v.shape, 'float32'));
+  }
+}
+
+export async function saveAutoencoder(ae: Autoencoder, dir: string, opts: { dtype?: 'float32' | 'float16' } = {}): Promise<void> {
+  await fs.mkdir(dir, { recursive: true });
+  await fs.writeFile(
+    join(dir, 'config.json'),
+    JSON.stringify({ format: AUTOENCODER_FORMAT, version: AUTOENCODER_FORMAT_VERSION, config: ae.config }, null, 2) + '\n',
+  );
+  await writeSafetensors(join(dir, 'model.safetensors'), autoencoderWeights(ae), {
+    floatDtype: opts.dtype === 'float16' ? 'F16' : 'F32',
+    metadata: { format: AUTOENCODER_FORMAT },
+  });
+}
+
+export async function loadAutoencoder(dir: string): Promise<Autoencoder> {
+  const raw = JSON.parse(await fs.readFile(join(dir, 'config.json'), 'utf8')) as {
+    format?: string;
+    version?: number;
+    config?: AutoencoderConfig;
+  };
+  if (raw.format !== AUTOENCODER_FORMAT || !raw.config) throw new Error(`${dir}: not an autoencoder checkpoint`);
+  if ((raw.version ?? 0) > AUTOENCODER_FORMAT_VERSION) throw new Error(`${dir}: autoencoder format version ${raw.version} is newer than this code`);
+  const ae = new Autoencoder(raw.config);
+  const { tensors } = await readSafetensors(join(dir, 'model.safetensors'));
+  setAutoencoderWeights(ae, tensors);
+  return ae;
+}
+
+/** An autoencoder from a preset name with optional overrides. */
+export function createAutoencoder(preset: keyof typeof AUTOENCODER_PRESETS | string, overrides: Partial<AutoencoderConfig> = {}): Autoencoder {
+  const base = AUTOENCODER_PRESETS[preset];
+  if (!base) throw new Error(`unknown autoencoder preset ${preset} (have ${Object.keys(AUTOENCODER_PRESETS).join(', ')})`);
+  return new Autoencoder({ ...base, ...overrides });
+}
