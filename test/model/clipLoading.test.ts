@@ -270,6 +270,8 @@ describe('loading a Hugging Face CLIP checkpoint', () => {
     const before = [...vision.headParameters(), ...text.headParameters()].map((v) => [...v.dataSync()]);
     const backboneBefore = vision.backbone.embeddings.class_embedding.dataSync().slice();
     const report = await loadClipWeights(path.join(root, 'f32'), { vision, text });
+    expect(report.tokenizer?.contextLength).toBe(TC.max_position_embeddings);
+    expect(report.tokenizer?.tokenize('a cat')).toEqual([3, 6]);
     expect(report.loaded.length).toBe(vision.backboneParameters().length + text.backboneParameters().length);
     const after = [...vision.headParameters(), ...text.headParameters()].map((v) => [...v.dataSync()]);
     expect(after).toEqual(before);
@@ -332,6 +334,7 @@ describe('loading a Hugging Face CLIP checkpoint', () => {
     const v2 = new VisionEncoder(cfg.vision!, 8);
     const r = await loadClipWeights(sharded, { vision: v2 });
     expect(r.loaded.length).toBe(v2.backboneParameters().length);
+    expect(r.tokenizer).toBeNull(); // no tokenizer files in that folder
     expect([...v2.backbone.post_layernorm.beta.dataSync()]).toEqual(get(w32, 'vision_model.post_layernorm.bias'));
 
     const partial = path.join(root, 'partial');

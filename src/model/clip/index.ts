@@ -2,5 +2,5 @@
 export { clipConfigFromHf, visionConfigFromHf, textConfigFromHf, type HfClipConfig } from './config.js';
 export {
   loadClipWeights, loadClip, loadClipTokenizer, readClipConfig, readClipTensors,
-  type LoadClipOptions, type LoadReport, type LoadedClip,
+  type LoadClipOptions, type LoadReport, type LoadClipResult, type LoadedClip,
 } from './load.js';

@@ -30,6 +30,11 @@ export interface LoadReport {
   skipped: { name: string; reason: string }[];
 }
 
+export interface LoadClipResult extends LoadReport {
+  /** The folder's CLIP tokenizer (framed to the text encoder's context), or null if it has no tokenizer files. */
+  tokenizer: ClipBpeTokenizer | null;
+}
+
 const exists = (f: string) => access(f).then(() => true, () => false);
 
 /** Read and parse config.json of a local CLIP folder. */
@@ -127,12 +132,13 @@ function loadInto(
  * Load CLIP backbone weights from a local Hugging Face folder into existing encoders (built from our configs,
  * typically `configFromClip`). Each of `vision` (image encoder, and the noisy image encoder if given) receives
  * `vision_model.*`; `text` receives `text_model.*`. Projections and the timestep MLP stay fresh.
+ * Also reads the folder's tokenizer (tokenizer.json or vocab.json + merges.txt) when present.
  */
 export async function loadClipWeights(
   dir: string,
   targets: { vision?: VisionEncoder | VisionEncoder[]; text?: TextEncoder },
   opts: LoadClipOptions = {},
-): Promise<LoadReport> {
+): Promise<LoadClipResult> {
   const strict = opts.strict ?? true;
   const visions = targets.vision === undefined ? [] : Array.isArray(targets.vision) ? targets.vision : [targets.vision];
   const wantVision = visions.length > 0;
@@ -144,7 +150,13 @@ export async function loadClipWeights(
   if (targets.text) loadInto(targets.text, 'text_model.', tensors, strict, report, 'text');
   log.info({ dir, loaded: report.loaded.length, skipped: report.skipped.length }, 'loaded CLIP weights');
   for (const s of report.skipped) log.warn(s, 'CLIP weight not loaded');
-  return report;
+  const hasTokenizer = (await exists(path.join(dir, 'tokenizer.json'))) ||
+    ((await exists(path.join(dir, 'vocab.json'))) && (await exists(path.join(dir, 'merges.txt'))));
+  const tokenizer = hasTokenizer ? await loadClipTokenizer(dir, targets.text?.config.contextLength) : null;
+  if (tokenizer && targets.text && tokenizer.vocabSize > targets.text.config.vocabSize) {
+    throw new Error(`tokenizer has ${tokenizer.vocabSize} ids but the text encoder only ${targets.text.config.vocabSize}`);
+  }
+  return { ...report, tokenizer };
 }
 
 /** CLIP's tokenizer from the folder, framed to the text encoder's context length. */
@@ -170,10 +182,7 @@ export async function loadClip(dir: string, opts: { projectionDim?: number; visi
   const d = opts.projectionDim ?? config.projectionDim;
   const vision = new VisionEncoder({ ...config.vision, ...opts.vision }, d);
   const text = new TextEncoder(config.text, d);
-  const report = await loadClipWeights(dir, { vision, text }, opts);
-  const tokenizer = await loadClipTokenizer(dir, config.text.contextLength);
-  if (tokenizer.vocabSize > config.text.vocabSize) {
-    throw new Error(`tokenizer has ${tokenizer.vocabSize} ids but the text encoder only ${config.text.vocabSize}`);
-  }
+  const { tokenizer, ...report } = await loadClipWeights(dir, { vision, text }, opts);
+  if (!tokenizer) throw new Error(`${dir}: no tokenizer.json and no vocab.json + merges.txt`);
   return { config, vision, text, tokenizer, report };
 }

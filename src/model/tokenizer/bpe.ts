@@ -12,6 +12,9 @@ export const CLIP_START = '<|startoftext|>';
 export const CLIP_END = '<|endoftext|>';
 export const CLIP_CONTEXT_LENGTH = 77;
 const EOW = '</w>';
+/** Words cached before the BPE cache is cleared (user text is unbounded; CLIP's own cache is not). */
+const CACHE_LIMIT = 50_000;
+const UTF8 = new TextEncoder();
 
 /** CLIP's pre-tokenisation pattern (re.IGNORECASE in CLIP; \p classes need the u flag). */
 const CLIP_PATTERN_SOURCE = "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+";
@@ -139,6 +142,11 @@ export class ClipBpeTokenizer implements Tokenizer {
       }
       word = next;
     }
+    if (this.cache.size >= CACHE_LIMIT) {
+      this.cache.clear();
+      this.cache.set(CLIP_START, [CLIP_START]);
+      this.cache.set(CLIP_END, [CLIP_END]);
+    }
     this.cache.set(token, word);
     return word;
   }
@@ -146,10 +154,9 @@ export class ClipBpeTokenizer implements Tokenizer {
   tokenize(text: string): number[] {
     const out: number[] = [];
     const clean = clipCleanText(text);
-    const utf8 = new TextEncoder();
     for (const m of clean.matchAll(CLIP_PATTERN)) {
       let mapped = '';
-      for (const b of utf8.encode(m[0])) mapped += BYTE_ENCODER[b]!;
+      for (const b of UTF8.encode(m[0])) mapped += BYTE_ENCODER[b]!;
       for (const sym of this.bpe(mapped)) {
         // Symbols missing from a (trimmed) vocabulary map to the unknown token, <|endoftext|> as in HF.
         out.push(this.encoder.get(sym) ?? this.endId);
@@ -180,7 +187,7 @@ export class ClipBpeTokenizer implements Tokenizer {
     for (const ch of s.replaceAll(EOW, ' ')) {
       const b = BYTE_DECODER.get(ch);
       if (b !== undefined) bytes.push(b);
-      else bytes.push(...new TextEncoder().encode(ch));
+      else bytes.push(...UTF8.encode(ch));
     }
     return new TextDecoder().decode(new Uint8Array(bytes)).trim();
   }
