@@ -177,6 +177,18 @@ export class CddIcm extends Module {
     return tf.tidy(() => tf.grad((x: tf.Tensor) => tf.sum(this.matchingScore(x as tf.Tensor4D, t, c)))(xt) as tf.Tensor4D);
   }
 
+  /**
+   * Eq. 14's mean shift: psi * Sigma * grad_{x_t} cos(noisy encoder(x_t, t), c), per item. `logVariance` is
+   * log Sigma (Eq. 9) broadcastable to x_t; `psi` one scale per item.
+   */
+  icmGuidanceShift(xt: tf.Tensor4D, t: tf.Tensor1D, c: tf.Tensor2D, logVariance: tf.Tensor, psi: number[]): tf.Tensor4D {
+    return tf.tidy(() => {
+      const grad = this.matchingScoreGrad(xt, t, c);
+      const scale = tf.tensor4d(Float32Array.from(psi), [psi.length, 1, 1, 1]);
+      return tf.mul(tf.mul(scale, tf.exp(logVariance)), grad) as tf.Tensor4D;
+    });
+  }
+
   /** Loss of one training stage (Sec. 2.6) on a batch. */
   losses(batch: TurnBatch, opts: LossOptions): Losses {
     const rng = opts.rng ?? Math.random;

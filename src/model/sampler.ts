@@ -165,21 +165,34 @@ export class Sampler {
         const p = col(phi);
         eps = tf.add(tf.mul(p, epsC), tf.mul(tf.sub(1, p), epsU)) as tf.Tensor4D;
       }
+      if (icmGuided.length > 0 && m.diffusion.dataKind === 'pixels') {
+        // Clip the x0 estimate to the pixel range and re-derive epsilon from it before guiding (guided-diffusion's
+        // order), so that the ICM shift below is not wiped out by the clip when x0 is far out of range.
+        const ab = col(alphaBar);
+        const x0 = tf.clipByValue(tf.div(tf.sub(xt, tf.mul(tf.sqrt(tf.sub(1, ab)), eps)), tf.sqrt(ab)), -1, 1);
+        eps = tf.div(tf.sub(xt, tf.mul(tf.sqrt(ab), x0)), tf.sqrt(tf.sub(1, ab))) as tf.Tensor4D;
+      }
       if (icmGuided.length > 0) {
-        const g = tf.tensor1d(icmGuided, 'int32');
-        const gradSub = m.matchingScoreGrad(tf.gather(xt, g) as tf.Tensor4D, tf.gather(t, g) as tf.Tensor1D, tf.gather(c, g) as tf.Tensor2D);
-        const gIdx = active.map((_, i) => (icmGuided.includes(i) ? 1 + icmGuided.indexOf(i) : 0));
-        const grad = tf.gather(tf.concat([tf.zerosLike(gradSub.slice(0, 1)), gradSub]), tf.tensor1d(gIdx, 'int32'));
-        // Eq. 9 on the respaced schedule, then Eq. 14: mu^ = mu + psi Sigma grad_xt score.
+        // Eq. 9 on the respaced schedule, then Eq. 14: mu^ = mu + psi Sigma grad_xt score (for the guided items).
         const frac = tf.div(tf.add(v, 1), 2);
         const logSigma = tf.add(tf.mul(frac, col(at('logBetas'))), tf.mul(tf.sub(1, frac), col(at('posteriorLogVarianceClipped'))));
-        const dMu = tf.mul(tf.mul(col(psi), tf.exp(logSigma)), grad);
+        const g = tf.tensor1d(icmGuided, 'int32');
+        const shiftSub = m.icmGuidanceShift(
+          tf.gather(xt, g) as tf.Tensor4D,
+          tf.gather(t, g) as tf.Tensor1D,
+          tf.gather(c, g) as tf.Tensor2D,
+          tf.gather(logSigma, g),
+          icmGuided.map((i) => psi[i]!),
+        );
+        const gIdx = active.map((_, i) => (icmGuided.includes(i) ? 1 + icmGuided.indexOf(i) : 0));
+        const dMu = tf.gather(tf.concat([tf.zerosLike(shiftSub.slice(0, 1)), shiftSub]), tf.tensor1d(gIdx, 'int32'));
         // DDIM moves along epsilon: the same mean shift expressed on eps through Eq. 8,
         // mu = (x_t - beta / sqrt(1 - alphabar) eps) / sqrt(alpha)  =>  d eps = -d mu sqrt(alpha) sqrt(1 - alphabar) / beta.
         const k = active.map((_, i) => -Math.sqrt(at('alphas')[i]!) * Math.sqrt(1 - alphaBar[i]!) / at('betas')[i]!);
         eps = tf.add(eps, tf.mul(col(k), dMu)) as tf.Tensor4D;
       }
-      return m.diffusion.ddimStep(xt, eps, alphaBar, alphaBarPrev);
+      // Without ICM guidance the step clips x0 itself (pixels); with it, x0 was clipped before the shift.
+      return m.diffusion.ddimStep(xt, eps, alphaBar, alphaBarPrev, icmGuided.length > 0 ? { clip: false } : {});
     });
     const samples = tf.split(sample, B) as tf.Tensor4D[];
     const x0s = tf.split(predX0, B) as tf.Tensor4D[];

@@ -1,0 +1,164 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { imagesToTensor } from '../../src/data/index.js';
+import { Sampler, SpacedDiffusion, sample, spacedTimesteps, type CddIcm, type SampleRequest } from '../../src/model/index.js';
+import { drawScene, makeTurns, perturb, tinyModel } from './fixtures.js';
+
+let model: CddIcm;
+beforeAll(() => {
+  model = tinyModel();
+  perturb(model, 0.05);
+});
+afterAll(() => model.dispose());
+
+const turn = makeTurns()[5]!;
+const req = (over: Partial<SampleRequest> = {}): SampleRequest => ({
+  text: turn.text,
+  reference: turn.reference,
+  steps: 4,
+  guidanceScale: 1,
+  icmGuidanceScale: 0,
+  seed: 7,
+  ...over,
+});
+const maxDiff = (a: tf.Tensor, b: tf.Tensor): number => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
+const same = (a: { data: Uint8Array }, b: { data: Uint8Array }): boolean => a.data.every((x, i) => x === b.data[i]);
+
+/** One DDIM step from x_T done by hand with the model's pieces, with eps = phi eps(c) + (1 - phi) eps(0). */
+function manualFirstStep(r: SampleRequest): tf.Tensor4D {
+  return tf.tidy(() => {
+    const pixels = imagesToTensor([r.reference]);
+    const cond = model.encodeCondition(pixels, [r.text]);
+    const ref = model.encodeImage(pixels);
+    const x = tf.randomNormal([1, 16, 16, 3], 0, 1, 'float32', r.seed) as tf.Tensor4D;
+    const sp = new SpacedDiffusion(model.diffusion, spacedTimesteps(1000, r.steps));
+    const i = r.steps - 1;
+    const t = tf.tensor1d([sp.timestepMap[i]!], 'int32');
+    const epsC = model.diffusion.splitOutput(model.denoise(x, ref, t, cond.c, cond.context)).eps;
+    const epsU = model.diffusion.splitOutput(model.denoise(x, ref, t, tf.zerosLike(cond.c), tf.zerosLike(cond.context))).eps;
+    const eps = tf.add(tf.mul(r.guidanceScale, epsC), tf.mul(1 - r.guidanceScale, epsU)) as tf.Tensor4D;
+    return model.diffusion.ddimStep(x, eps, [sp.alphasCumprod[i]!], [sp.alphasCumprodPrev[i]!]).sample;
+  });
+}
+
+/** x after one sampler step (decoded is identity in pixel space, so predX0 / x are comparable). */
+function samplerFirstStep(r: SampleRequest): tf.Tensor4D {
+  const sampler = new Sampler(model);
+  const s = sampler.prepare(r);
+  sampler.step([s]);
+  const x = tf.clone((s as unknown as { x: tf.Tensor4D }).x);
+  s.dispose();
+  return x;
+}
+
+describe('guidance', () => {
+  it('phi = 1 (and psi = 0) is exactly the conditional prediction', () => {
+    const a = samplerFirstStep(req({ guidanceScale: 1 }));
+    const b = manualFirstStep(req({ guidanceScale: 1 }));
+    expect(maxDiff(a, b)).toBeLessThan(1e-5);
+    // and differs from the unconditional one
+    const u = manualFirstStep(req({ guidanceScale: 0 }));
+    expect(maxDiff(a, u)).toBeGreaterThan(1e-4);
+  });
+
+  it('phi = 3 combines the conditional and null predictions as Eq. 15', () => {
+    const a = samplerFirstStep(req({ guidanceScale: 3 }));
+    const b = manualFirstStep(req({ guidanceScale: 3 }));
+    expect(maxDiff(a, b)).toBeLessThan(1e-4);
+    expect(maxDiff(a, manualFirstStep(req({ guidanceScale: 1 })))).toBeGreaterThan(1e-4);
+  });
+
+  it('the ICM-guidance shift (Eq. 14) raises the N-ICM matching score', () => {
+    tf.tidy(() => {
+      const target = imagesToTensor([turn.target, drawScene([{ color: 'blue', place: 'top' }])]);
+      const cond = model.encodeCondition(imagesToTensor([turn.reference, turn.reference]), [turn.text, 'add a blue square on the top']);
+      const t = tf.tensor1d([300, 600], 'int32');
+      const xt = model.diffusion.qSample(target, t, tf.randomNormal(target.shape, 0, 1, 'float32', 3) as tf.Tensor4D);
+      const logVar = model.diffusion.learnedLogVariance(tf.zeros(xt.shape) as tf.Tensor4D, t);
+      const before = model.matchingScore(xt, t, cond.c).dataSync();
+      const shift = model.icmGuidanceShift(xt, t, cond.c, logVar, [2, 2]);
+      const after = model.matchingScore(tf.add(xt, shift) as tf.Tensor4D, t, cond.c).dataSync();
+      for (let i = 0; i < 2; i++) expect(after[i]!).toBeGreaterThan(before[i]!);
+      expect(tf.max(tf.abs(model.icmGuidanceShift(xt, t, cond.c, logVar, [0, 0]))).dataSync()[0]).toBe(0);
+    });
+  });
+
+  it('psi != 0 changes the sample and psi = 0 switches ICM guidance off', () => {
+    const off = samplerFirstStep(req({ icmGuidanceScale: 0 }));
+    const on = samplerFirstStep(req({ icmGuidanceScale: 2 }));
+    expect(maxDiff(on, off)).toBeGreaterThan(1e-6);
+    expect(maxDiff(off, manualFirstStep(req()))).toBeLessThan(1e-5);
+  });
+});
+
+describe('Sampler', () => {
+  it('the same seed gives the same image, another seed another one', async () => {
+    const [a] = await sample(model, [req({ seed: 11, guidanceScale: 3, icmGuidanceScale: 2 })]);
+    const [b] = await sample(model, [req({ seed: 11, guidanceScale: 3, icmGuidanceScale: 2 })]);
+    const [c] = await sample(model, [req({ seed: 12, guidanceScale: 3, icmGuidanceScale: 2 })]);
+    expect(a!.width).toBe(16);
+    expect(same(a!, b!)).toBe(true);
+    expect(same(a!, c!)).toBe(false);
+  });
+
+  it('batches items with different conditions, step counts and positions like running them alone', () => {
+    const sampler = new Sampler(model);
+    const ra = req({ seed: 3, steps: 4, guidanceScale: 3 });
+    const rb = req({ seed: 4, steps: 3, text: 'add a green square on the left', icmGuidanceScale: 2 });
+    const alone = (r: SampleRequest) => {
+      const s = sampler.prepare(r);
+      while (!s.done) sampler.step([s]);
+      const img = s.result();
+      s.dispose();
+      return img;
+    };
+    const a1 = alone(ra);
+    const b1 = alone(rb);
+    const before = tf.memory().numTensors;
+    const a = sampler.prepare(ra);
+    sampler.step([a]);
+    sampler.step([a]);
+    const b = sampler.prepare(rb); // joins between steps
+    const seen: number[][] = [];
+    while (!a.done || !b.done) {
+      sampler.step([a, b]);
+      seen.push([a.stepIndex, b.stepIndex]);
+    }
+    expect(seen).toEqual([[3, 1], [4, 2], [4, 3]]);
+    expect(a.totalSteps).toBe(4);
+    expect(b.totalSteps).toBe(3);
+    const x0 = a.predX0();
+    expect(x0.shape).toEqual([16, 16, 3]);
+    x0.dispose();
+    // same pixels up to float rounding in the batched kernels
+    const close = (p: { data: Uint8Array }, q: { data: Uint8Array }) => p.data.every((v, i) => Math.abs(v - q.data[i]!) <= 1);
+    expect(close(a.result(), a1)).toBe(true);
+    expect(close(b.result(), b1)).toBe(true);
+    a.dispose();
+    b.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('calls onStep with previews and stops within one step when cancelled, leaking nothing', async () => {
+    const before = tf.memory().numTensors;
+    const ac = new AbortController();
+    const calls: Array<[number, number, number]> = [];
+    const p = sample(model, [req({ steps: 10 }), req({ seed: 8, steps: 10 })], {
+      signal: ac.signal,
+      onStep: (i, total, previews) => {
+        calls.push([i, total, previews.length]);
+        expect(previews[0]!.width).toBe(16);
+        if (i === 2) ac.abort();
+      },
+    });
+    await expect(p).rejects.toMatchObject({ name: 'AbortError' });
+    expect(calls).toEqual([[1, 10, 2], [2, 10, 2]]);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('rejects bad step counts', () => {
+    const sampler = new Sampler(model);
+    expect(() => sampler.prepare(req({ steps: 0 }))).toThrow(/steps/);
+    expect(() => sampler.prepare(req({ steps: 1001 }))).toThrow(/steps/);
+  });
+});
