@@ -237,3 +237,40 @@ describe('patch embedding', () => {
     enc.dispose();
   });
 });
+
+describe('plain Node runtime', () => {
+  it('imports the encoders outside vitest with tensor methods and gradients registered', async () => {
+    // vitest's resolver hides tfjs-core's Node packaging problems; run a real Node process (tsx) to check.
+    const { execFile } = await import('node:child_process');
+    const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const { pathToFileURL } = await import('node:url');
+    const dir = await mkdtemp(path.join(tmpdir(), 'enc-node-'));
+    const { createRequire } = await import('node:module');
+    const req = createRequire(path.resolve('package.json'));
+    const url = (spec: string) => JSON.stringify(pathToFileURL(req.resolve(spec)).href);
+    const entry = pathToFileURL(path.resolve('src/model/encoders/index.ts')).href;
+    const script = path.join(dir, 'check.mts');
+    await writeFile(script, [
+      `const tf = await import(${url('@tensorflow/tfjs-core')});`,
+      `await import(${url('@tensorflow/tfjs-backend-cpu')});`,
+      `const { TextEncoder } = await import(${JSON.stringify(entry)});`,
+      `await tf.setBackend('cpu');`,
+      `const enc = new TextEncoder({ vocabSize: 8, contextLength: 4, width: 8, layers: 1, heads: 2 }, 4);`,
+      `const ids = tf.tensor2d([[1, 2, 7, 0]], [1, 4], 'int32');`,
+      `const { grads } = tf.variableGrads(() => tf.sum(enc.encode(ids).pooled));`,
+      `process.stdout.write(JSON.stringify({ grads: Object.keys(grads).length, vars: enc.parameters().length }));`,
+    ].join('\n'));
+    try {
+      const out = await new Promise<string>((resolve, reject) =>
+        execFile(process.execPath, ['--import', 'tsx', script], { cwd: process.cwd(), timeout: 110_000 }, (err, stdout, stderr) =>
+          err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)),
+      );
+      const r = JSON.parse(out.trim().split('\n').pop()!) as { grads: number; vars: number };
+      expect(r.grads).toBe(r.vars);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
