@@ -46,6 +46,8 @@ export interface EngineCoreOptions {
   batching: boolean;
   /** How long a running batch waits for newcomers' hooks.start before the next step. */
   joinWaitMs: number;
+  /** How long the loop lets preview encodings finish before the next step. */
+  previewGraceMs: number;
   onBatch?: (info: BatchInfo) => void;
 }
 
@@ -178,11 +180,19 @@ export class Engine implements GenerationEngine {
         await this.waitForWork();
         continue;
       }
-      this.stepBatch(sampler);
+      const encoding = this.stepBatch(sampler);
       // Issue the starts of turns that may join now, so they land while the loop yields.
       this.admit();
-      // Let hooks, cancellations and the server run between steps.
-      await yieldToEventLoop();
+      // Let hooks, cancellations and the server run between steps. When previews were handed to the encoder,
+      // give it up to previewGraceMs (a PNG of 64x64 takes well under 1 ms) so they go out before the next step
+      // instead of after it; the loop never waits longer than that for an encoding.
+      if (encoding.length > 0 && this.o.previewGraceMs > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([Promise.all(encoding.map((c) => c.idle())), new Promise<void>((r) => (timer = setTimeout(r, this.o.previewGraceMs)))]);
+        clearTimeout(timer);
+      } else {
+        await yieldToEventLoop();
+      }
     }
     for (const rec of this.batch) {
       rec.channel?.close();
@@ -304,7 +314,7 @@ export class Engine implements GenerationEngine {
   }
 
   /** One denoising step for the whole batch (one U-Net call), then results, previews and progress. */
-  private stepBatch(sampler: Sampler): void {
+  private stepBatch(sampler: Sampler): ProgressChannel[] {
     const t0 = performance.now();
     try {
       sampler.step(this.batch.map((r) => r.state!));
@@ -325,7 +335,7 @@ export class Engine implements GenerationEngine {
       }
     }
     const ms = performance.now() - t0;
-    if (this.batch.length === 0) return;
+    if (this.batch.length === 0) return [];
     this.stepMs = this.stepMs === null ? ms : STEP_EMA * ms + (1 - STEP_EMA) * this.stepMs;
     const size = this.batch.length;
     if (this.o.onBatch) {
@@ -336,6 +346,7 @@ export class Engine implements GenerationEngine {
       }
     }
     const keep: TurnRecord[] = [];
+    const encoding: ProgressChannel[] = [];
     for (const rec of this.batch) {
       const s = rec.state!;
       rec.stepsRun++;
@@ -348,8 +359,10 @@ export class Engine implements GenerationEngine {
       const etaMs = Math.round((s.totalSteps - s.stepIndex) * this.stepMs);
       const wantPreview = this.o.previewEvery > 0 && s.stepIndex % this.o.previewEvery === 0;
       rec.channel!.step(s.stepIndex, etaMs, wantPreview ? this.preview(rec) : null);
+      if (rec.channel!.busy) encoding.push(rec.channel!);
     }
     this.batch = keep;
+    return encoding;
   }
 
   /** The predicted x0 as an image (the PNG is encoded later, off the loop). */

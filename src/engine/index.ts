@@ -26,6 +26,7 @@ export function createEngine(options: EngineOptions): GenerationEngine & { ready
     maxBatchSize: options.maxBatchSize ?? 8,
     batching: options.batching ?? true,
     joinWaitMs: options.joinWaitMs ?? 25,
+    previewGraceMs: options.previewGraceMs ?? 2,
     ...(options.onBatch ? { onBatch: options.onBatch } : {}),
   });
 }

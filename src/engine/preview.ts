@@ -76,7 +76,12 @@ export class ProgressChannel {
     this.pending = null;
   }
 
-  /** Resolves when no encoding is in flight (for drain and tests). */
+  /** A preview is being encoded. */
+  get busy(): boolean {
+    return this.encoding !== null;
+  }
+
+  /** Resolves when no encoding is in flight. */
   async idle(): Promise<void> {
     while (this.encoding) await this.encoding;
   }

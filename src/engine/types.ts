@@ -105,6 +105,12 @@ export interface EngineOptions {
   batching?: boolean;
   /** How long (ms) a running batch waits for a newcomer's hooks.start to resolve so it joins the next step. Default 25. */
   joinWaitMs?: number;
+  /**
+   * After a step that produced previews, the loop lets their PNG encoding (on the thread pool) finish for up to
+   * this many ms before the next step, so they reach subscribers now rather than one step later. 0: just yield.
+   * Default 2.
+   */
+  previewGraceMs?: number;
   /** Called after every step with the batch it ran. */
   onBatch?(info: BatchInfo): void;
 }

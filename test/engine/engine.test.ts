@@ -225,6 +225,22 @@ describe('engine', () => {
     expect(engine.status().stepMs).toBeGreaterThan(0);
   });
 
+  test('with a preview grace period, every preview reaches the hooks before the next step starts', async () => {
+    const hooks = new RecordingHooks();
+    hooks.add('a1', 'A', { steps: 7 });
+    const seen: number[][] = [];
+    const { engine } = start(hooks, {
+      previewEvery: 2,
+      previewGraceMs: 1000,
+      onBatch: () => seen.push(hooks.of('progress', 'a1').filter((e) => e.p.previewPng).map((e) => e.p.step)),
+    });
+    engine.enqueue('A', 'a1');
+    expect(await hooks.outcome('a1')).toBe('finished');
+    // When step k+1 runs, the preview of step k (k even) has been reported.
+    expect(seen).toEqual([[], [], [2], [2], [2, 4], [2, 4], [2, 4, 6]]);
+    expect(hooks.of('progress', 'a1').map((e) => e.p.step)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
   test('drain stops after the current step and leaves unfinished turns un-finished', async () => {
     const hooks = new RecordingHooks();
     hooks.add('a1', 'A', { steps: 10 });
@@ -274,6 +290,38 @@ describe('engine', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  test('a checkpoint that does not load leaves turns queued and reports the model unavailable', async () => {
+    const hooks = new RecordingHooks();
+    hooks.add('a1', 'A');
+    const { engine } = start(hooks, { model: undefined, checkpoint: join(tmpdir(), 'no-such-checkpoint-engine-test') });
+    engine.enqueue('A', 'a1');
+    await expect(engine.ready!()).rejects.toThrow();
+    expect(engine.status()).toMatchObject({ model: 'unavailable', queueLength: 1, busy: false });
+    await engine.drain();
+    expect(hooks.events).toEqual([]);
+  });
+
+  test('a hook that rejects is logged and the session goes on', async () => {
+    class FlakyStore extends RecordingHooks {
+      override async finished(turnId: string, png: Buffer, timings: Parameters<RecordingHooks['finished']>[2]): Promise<void> {
+        if (turnId === 'a1') {
+          this.events.push({ type: 'finished', turnId, at: Date.now(), png, timings });
+          throw new Error('disk full');
+        }
+        return super.finished(turnId, png, timings);
+      }
+    }
+    const hooks = new FlakyStore();
+    hooks.add('a1', 'A', { steps: 1 });
+    hooks.add('a2', 'A', { steps: 1 });
+    const { engine } = start(hooks);
+    engine.enqueue('A', 'a1');
+    engine.enqueue('A', 'a2');
+    expect(await hooks.outcome('a2')).toBe('finished');
+    expect(hooks.of('start').map((e) => e.turnId)).toEqual(['a1', 'a2']);
+    expect(hooks.references.get('a2')).toBe(hooks.background);
   });
 
   test('rejects bad options', () => {
