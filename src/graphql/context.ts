@@ -7,6 +7,8 @@ export interface GraphQLContext {
   token: string | null;
   /** SHA-256 of the token: the caller's identity towards the sessions service. */
   tokenHash: string | null;
+  /** The caller's network address (rate-limit key of anonymous callers). */
+  ip?: string;
   /** For subscriptions: is the caller's socket backlogged (latest-frame-wins for previews)? */
   backlogged?: () => boolean;
 }

@@ -2,12 +2,17 @@
  * Every error that reaches a client carries a stable `extensions.code` and a message a person can act on.
  * Domain errors keep their code; anything unexpected is logged and masked as INTERNAL_SERVER_ERROR.
  */
-import { GraphQLError, type GraphQLFormattedError } from 'graphql';
+import type { GraphQLError as GraphQLErrorType, GraphQLFormattedError } from 'graphql';
+import { graphql } from './graphqlRuntime.js';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { DomainError } from '../sessions/index.js';
 import { partLogger } from '../log/index.js';
 
 const log = partLogger('graphql');
+
+// The process-wide graphql runtime (see graphqlRuntime.ts): graphql-ws checks `instanceof GraphQLError`.
+const { GraphQLError } = graphql;
+type GraphQLError = GraphQLErrorType;
 
 /** Error codes of the API (see schema.graphql). */
 export type ErrorCode =

@@ -3,23 +3,22 @@
  * query depth and query complexity. Each violation is a typed GraphQL error (RATE_LIMITED, QUERY_TOO_DEEP,
  * QUERY_TOO_COMPLEX), raised before any resolver runs, so nothing is written.
  */
-import {
-  getNullableType,
-  isListType,
-  Kind,
-  type DocumentNode,
-  type FragmentDefinitionNode,
-  type GraphQLError,
-  type GraphQLSchema,
-  type OperationDefinitionNode,
-  type SelectionSetNode,
+import type {
+  DocumentNode,
+  FragmentDefinitionNode,
+  GraphQLError,
+  GraphQLSchema,
+  OperationDefinitionNode,
+  SelectionSetNode,
 } from 'graphql';
+import { graphql } from './graphqlRuntime.js';
 import { getComplexity, type ComplexityEstimator } from 'graphql-query-complexity';
 import type { Limits } from '../config/index.js';
 import { apiError } from './errors.js';
 
 /** Items a list field is assumed to return when it has no `last`/`first` argument. */
 const DEFAULT_LIST_SIZE = 20;
+const { getNullableType, isListType, Kind } = graphql;
 /** Fields that carry whole PNGs cost more than a scalar. */
 const HEAVY_FIELDS = new Set(['dataUrl', 'preview']);
 

@@ -2,8 +2,10 @@
  * Thin resolvers: each translates a GraphQL field into one call on the sessions service. Access rules are the
  * service's; nested objects are reached only through a root field that already checked membership.
  */
-import { GraphQLScalarType, Kind } from 'graphql';
 import type { Resolvers } from './generated/resolvers.js';
+import { graphql } from './graphqlRuntime.js';
+
+const { GraphQLScalarType, Kind } = graphql;
 
 const DateTime = new GraphQLScalarType<Date, string>({
   name: 'DateTime',

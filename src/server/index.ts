@@ -10,7 +10,7 @@ import { expressMiddleware } from '@as-integrations/express5';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
-import { parse, type DocumentNode, type GraphQLSchema } from 'graphql';
+import type { DocumentNode, GraphQLSchema } from 'graphql';
 import type { Config } from '../config/index.js';
 import { partLogger } from '../log/index.js';
 import {
@@ -21,6 +21,7 @@ import {
   limitsPlugin,
   RateLimiter,
   apiError,
+  graphql,
   type GraphQLContext,
 } from '../graphql/index.js';
 import {
@@ -127,7 +128,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         if (limited) return [limited];
         let document: DocumentNode;
         try {
-          document = parse(payload.query);
+          document = graphql.parse(payload.query);
         } catch {
           return; // graphql-ws reports the syntax error itself
         }
@@ -153,7 +154,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     introspection: true,
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer }),
-      limitsPlugin({ limits: config.limits, rateLimiter, anonymousKey: () => 'anonymous' }),
+      limitsPlugin({ limits: config.limits, rateLimiter, anonymousKey: (ctx) => `ip:${ctx.ip ?? 'unknown'}` }),
     ],
   });
   await apollo.start();
@@ -206,7 +207,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         if (req.headers.authorization !== undefined && (!token || !(await service.tokenExists(token)))) {
           throw apiError('UNAUTHENTICATED', 'The bearer token is not valid; join a session to get one.');
         }
-        return { service, token, tokenHash: token ? hashToken(token) : null };
+        return { service, token, tokenHash: token ? hashToken(token) : null, ip: req.socket.remoteAddress ?? 'unknown' };
       },
     }),
   );
