@@ -201,6 +201,16 @@ describe('TextEncoder', () => {
     x.dispose();
   });
 
+  it('leaks no tensors', () => {
+    const x = ids([[1, 5, 6, 2, 0, 0, 0, 0, 0, 0], [1, 7, 2, 0, 0, 0, 0, 0, 0, 0]]);
+    const before = tf.memory().numTensors;
+    const out = enc.encode(x);
+    expect(tf.memory().numTensors).toBe(before + 2);
+    tf.dispose(out);
+    expect(tf.memory().numTensors).toBe(before);
+    x.dispose();
+  });
+
   it('rejects texts longer than the context', () => {
     const x = tf.fill([1, 11], 2, 'int32') as tf.Tensor2D;
     expect(() => enc.encode(x)).toThrow(/context length/);
