@@ -121,6 +121,13 @@ describe('noisy image encoder', () => {
     tf.dispose([x, a, b, a2]);
   });
 
+  it('counts a latent-channel patch embedding as a fresh (head) variable', () => {
+    const patch = enc.backbone.embeddings.patch_embedding.weight;
+    expect(enc.headParameters()).toContain(patch);
+    expect(enc.backboneParameters()).not.toContain(patch);
+    expect(enc.backboneParameters().length + enc.headParameters().length).toBe(enc.parameters().length);
+  });
+
   it('sends gradients to every variable (timestep MLP included) and to its input', () => {
     const x = randImages(2, 8, 4);
     const t = tf.tensor1d([3, 700]);

@@ -183,13 +183,18 @@ export class VisionEncoder extends Module {
     return (this.config.imageSize / this.config.patchSize) ** 2;
   }
 
-  /** The CLIP backbone's variables (pretrained when loaded from CLIP; trained at the backbone learning rate). */
+  /**
+   * The CLIP backbone's variables (pretrained when loaded from CLIP; trained at the backbone learning rate).
+   * A patch embedding over other than 3 channels (latents) can never come from CLIP, so it belongs to the head.
+   */
   backboneParameters(): tf.Variable[] {
-    return this.backbone.parameters();
+    const patch = this.backbone.embeddings.patch_embedding.weight;
+    return this.backbone.parameters().filter((v) => this.inChannels === 3 || v !== patch);
   }
 
-  /** Fresh layers on top: projection and (noisy encoder) timestep MLP. */
+  /** Fresh layers: projection, (noisy encoder) timestep MLP, and a latent-channel patch embedding. */
   headParameters(): tf.Variable[] {
-    return [...(this.time_embed?.parameters() ?? []), ...this.projection.parameters()];
+    const patch = this.inChannels === 3 ? [] : [this.backbone.embeddings.patch_embedding.weight];
+    return [...patch, ...(this.time_embed?.parameters() ?? []), ...this.projection.parameters()];
   }
 }
