@@ -30,7 +30,7 @@ dnnl::stream& strm();
 // Threads worth using for `work` elements of cheap elementwise work: tiny tensors stay on one thread
 // because waking the OpenMP team costs more than the loop.
 inline int threadsFor(size_t work) {
-  if (work < 32768) return 1;
+  if (work < (1 << 17)) return 1;
   return omp_get_max_threads();
 }
 

@@ -274,10 +274,11 @@ d('native resize ops', () => {
     for (const kind of ['bilinear', 'nearest'] as const) {
       for (const [align, half] of [[false, false], [true, false], [false, true]] as const) {
         const xs = randInput(r, [2, 5, 6, 3]);
+        const xShape = xs.shape as [number, number, number, number];
         const size: [number, number] = [int(r, 2, 11), int(r, 2, 11)];
         const dys = randInput(r, [2, ...size, 3]);
         const [lhs, rhs] = tf.tidy(() => {
-          const x = tf.tensor(xs.values, xs.shape) as tf.Tensor4D;
+          const x = tf.tensor4d(xs.values, xShape);
           const dy = tf.tensor(dys.values, dys.shape);
           const f = (t: tf.Tensor) => kind === 'bilinear'
             ? tf.image.resizeBilinear(t as tf.Tensor4D, size, align, half)

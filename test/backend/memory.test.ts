@@ -23,7 +23,7 @@ describe(`memory on ${backendInfo().name}`, () => {
     const x = tf.randomNormal([2, 8, 8, 4], 0, 1, 'float32', 4) as tf.Tensor4D;
     const loss = () => tf.tidy(() => {
       let h = silu(groupNorm(tf.add(tf.conv2d(x, vars.w1 as tf.Tensor4D, 1, 'same'), vars.b1) as tf.Tensor4D, 2)) as tf.Tensor4D;
-      const down = tf.conv2d(tf.slice(h, [0, 0, 0, 0], [2, 8, 8, 4]), tf.slice(vars.w1, [0, 0, 0, 0], [3, 3, 4, 4]), 2, 'same');
+      const down = tf.conv2d(tf.slice(h, [0, 0, 0, 0], [2, 8, 8, 4]), tf.slice(vars.w1 as tf.Tensor4D, [0, 0, 0, 0], [3, 3, 4, 4]), 2, 'same');
       const seq = tf.reshape(h, [2, 64, c]);
       const [q, k, v] = tf.split(tf.matMul(seq, tf.tile(tf.expandDims(vars.wq, 0), [2, 1, 1]) as tf.Tensor3D), 3, 2);
       const att = tf.matMul(tf.softmax(tf.div(tf.matMul(q!, k!, false, true), Math.sqrt(c))), v!);
