@@ -6,8 +6,6 @@
  * exactly as PyTorch's AdamW does.
  */
 import * as tf from '@tensorflow/tfjs-core';
-// Training needs the gradient kernels, which tfjs-core only provides once registered.
-import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
 import type { NamedArray } from '../model/autoencoder/index.js';
 
 export interface ParamGroup {

@@ -5,8 +5,8 @@
  * which is what the diffusion's N(0, I) prior expects (as in latent diffusion's scale factor).
  */
 import * as tf from '@tensorflow/tfjs-core';
-// nn.ts uses chained tensor ops (x.reshape), which tfjs-core only provides once registered.
-import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops.js';
+// nn.ts uses chained tensor ops (x.reshape) and training needs gradients: the model part registers both there.
+import '../encoders/runtime.js';
 import { Conv2d, GroupNorm, Module, resetSeed, silu } from '../nn.js';
 
 export interface AutoencoderConfig {

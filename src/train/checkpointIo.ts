@@ -1,0 +1,40 @@
+/**
+ * Crash-safe checkpoint folders for training: a folder is written next to its final name and swapped in with
+ * renames, so an interrupted write leaves the previous checkpoint intact (`last.old` is used if the swap itself
+ * was interrupted).
+ */
+import { existsSync, promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { readSafetensors, writeSafetensors, type NamedArray } from '../model/index.js';
+
+/** Write a folder through `write(tmpDir)`, then atomically replace `dir` with it. */
+export async function writeFolderAtomically(dir: string, write: (tmp: string) => Promise<void>): Promise<void> {
+  const tmp = `${dir}.tmp`;
+  const old = `${dir}.old`;
+  await fs.rm(tmp, { recursive: true, force: true });
+  await fs.mkdir(tmp, { recursive: true });
+  await write(tmp);
+  await fs.rm(old, { recursive: true, force: true });
+  if (existsSync(dir)) await fs.rename(dir, old);
+  await fs.rename(tmp, dir);
+  await fs.rm(old, { recursive: true, force: true });
+}
+
+/** The folder to resume from: `dir`, or `dir.old` if a swap was cut short; null if neither is complete. */
+export function resolveFolder(dir: string, marker = 'trainer.json'): string | null {
+  if (existsSync(join(dir, marker))) return dir;
+  if (existsSync(join(`${dir}.old`, marker))) return `${dir}.old`;
+  return null;
+}
+
+/** optimizer.safetensors + trainer.json (the layout of the model part's checkpoint documentation). */
+export async function writeTrainerState(dir: string, optimizer: Map<string, NamedArray>, state: unknown): Promise<void> {
+  await writeSafetensors(join(dir, 'optimizer.safetensors'), optimizer, { floatDtype: 'F32' });
+  await fs.writeFile(join(dir, 'trainer.json'), JSON.stringify(state, null, 2) + '\n');
+}
+
+export async function readTrainerState<S>(dir: string): Promise<{ optimizer: Map<string, NamedArray>; state: S }> {
+  const { tensors } = await readSafetensors(join(dir, 'optimizer.safetensors'));
+  const state = JSON.parse(await fs.readFile(join(dir, 'trainer.json'), 'utf8')) as S;
+  return { optimizer: tensors, state };
+}

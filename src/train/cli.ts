@@ -1,0 +1,144 @@
+/**
+ * `npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae --out <folder>
+ *   [--steps N] [--minutes M] [--batch B] [--lr X] [--resume] ...`   (run with --help for every option)
+ */
+import { parseArgs } from 'node:util';
+import { initBackend, parseBackendFlag } from '../backend/index.js';
+import { DEFAULT_OPTIONS, train, type StageArg, type TrainOptions } from './trainer.js';
+
+const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae --out <folder> [options]
+
+  --stage ae            train the autoencoder (--config is then an autoencoder preset: tiny, small)
+  --autoencoder DIR     the autoencoder of a latent preset (e.g. runs/ae-iclevr/autoencoder)
+  --init DIR            start from a model checkpoint instead of a fresh model
+  --steps N             step budget (with --stage all: total, split over the stages by --split)
+  --minutes M           training-time budget (same splitting)
+  --split a,b,c         budget fractions of stages 1,2,3 for --stage all (default 0.1,0.8,0.1)
+  --batch B             batch size (default 16)
+  --lr X                learning rate (default 1e-4); --weight-decay X (default 0.01)
+  --eta X               backbone activity ratio (default 1 from scratch; use 0.001 for CLIP-initialised encoders)
+  --gamma X --delta X --condition-dropout X    loss weights (defaults 1.5, 0.1, 0.2)
+  --clip-norm X         global gradient-norm clipping (default 1, 0 = off)
+  --val-every K         validate every K steps (default 500); --val-batches N (default 8)
+  --checkpoint-minutes M  save out/last this often (default 5)
+  --train-episodes N --val-episodes N   how many episodes (i-CLEVR: generated; CoDraw: a cap)
+  --train-file F --val-file F           episodes JSON Lines instead
+  --codraw-dir DIR      CoDraw dataset folder
+  --image-size S        pixels (default 64)
+  --seed S              data / noise seed (default 0)
+  --resume              continue from out/last (optimizer state and data position included)
+  --no-progress         no progress bar
+  --backend NAME        tensor backend: auto, native-cpu, cpu, tensorflow
+`;
+
+function num(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const x = Number(v);
+  if (!Number.isFinite(x)) throw new Error(`--${name} must be a number, got "${v}"`);
+  return x;
+}
+
+export function parseTrainArgs(argv: string[]): TrainOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      dataset: { type: 'string' },
+      config: { type: 'string' },
+      stage: { type: 'string' },
+      out: { type: 'string' },
+      steps: { type: 'string' },
+      minutes: { type: 'string' },
+      split: { type: 'string' },
+      batch: { type: 'string' },
+      lr: { type: 'string' },
+      'weight-decay': { type: 'string' },
+      eta: { type: 'string' },
+      gamma: { type: 'string' },
+      delta: { type: 'string' },
+      'condition-dropout': { type: 'string' },
+      'clip-norm': { type: 'string' },
+      'val-every': { type: 'string' },
+      'val-batches': { type: 'string' },
+      'checkpoint-minutes': { type: 'string' },
+      'train-episodes': { type: 'string' },
+      'val-episodes': { type: 'string' },
+      'train-file': { type: 'string' },
+      'val-file': { type: 'string' },
+      'codraw-dir': { type: 'string' },
+      autoencoder: { type: 'string' },
+      init: { type: 'string' },
+      'image-size': { type: 'string' },
+      seed: { type: 'string' },
+      resume: { type: 'boolean' },
+      'no-progress': { type: 'boolean' },
+      backend: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const dataset = values.dataset;
+  if (dataset !== 'iclevr' && dataset !== 'codraw') throw new Error('--dataset must be iclevr or codraw');
+  if (!values.out) throw new Error('--out <folder> is required');
+  const stageRaw = values.stage ?? 'all';
+  const stage: StageArg = stageRaw === 'all' || stageRaw === 'ae' ? stageRaw : (Number(stageRaw) as 1 | 2 | 3);
+  if (![1, 2, 3, 'all', 'ae'].includes(stage)) throw new Error('--stage must be 1, 2, 3, all or ae');
+  const split = (values.split ?? '0.1,0.8,0.1').split(',').map(Number);
+  if (split.length !== 3 || split.some((x) => !(x >= 0)) || split.every((x) => x === 0)) throw new Error('--split needs three non-negative fractions');
+  const o: TrainOptions = {
+    ...DEFAULT_OPTIONS,
+    dataset,
+    config: values.config ?? (stage === 'ae' ? 'small' : 'small'),
+    stage,
+    out: values.out,
+    split: split as [number, number, number],
+    resume: values.resume ?? false,
+    progress: !values['no-progress'],
+  };
+  const set = <K extends keyof TrainOptions>(k: K, v: TrainOptions[K] | undefined): void => {
+    if (v !== undefined) o[k] = v;
+  };
+  set('steps', num(values.steps, 'steps'));
+  set('minutes', num(values.minutes, 'minutes'));
+  set('batch', num(values.batch, 'batch'));
+  set('lr', num(values.lr, 'lr'));
+  set('weightDecay', num(values['weight-decay'], 'weight-decay'));
+  set('eta', num(values.eta, 'eta'));
+  set('gamma', num(values.gamma, 'gamma'));
+  set('delta', num(values.delta, 'delta'));
+  set('conditionDropout', num(values['condition-dropout'], 'condition-dropout'));
+  set('clipNorm', num(values['clip-norm'], 'clip-norm'));
+  set('valEvery', num(values['val-every'], 'val-every'));
+  set('valBatches', num(values['val-batches'], 'val-batches'));
+  set('checkpointMinutes', num(values['checkpoint-minutes'], 'checkpoint-minutes'));
+  set('trainEpisodes', num(values['train-episodes'], 'train-episodes'));
+  set('valEpisodes', num(values['val-episodes'], 'val-episodes'));
+  set('imageSize', num(values['image-size'], 'image-size'));
+  set('seed', num(values.seed, 'seed'));
+  set('trainFile', values['train-file']);
+  set('valFile', values['val-file']);
+  set('codrawDir', values['codraw-dir']);
+  set('autoencoder', values.autoencoder);
+  set('init', values.init);
+  return o;
+}
+
+async function main(): Promise<void> {
+  const opts = parseTrainArgs(process.argv.slice(2));
+  const info = await initBackend(parseBackendFlag(process.argv.slice(2), process.env));
+  process.stderr.write(`backend: ${info.name} (${info.device}, ${info.threads} threads)\n`);
+  const t0 = Date.now();
+  const r = await train(opts);
+  const summary = { ...r, minutes: (Date.now() - t0) / 60_000 };
+  process.stdout.write(JSON.stringify(summary) + '\n');
+  process.exit(r.interrupted ? 130 : 0);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`train: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.stderr.write('a checkpoint (if any) is in <out>/last: rerun with --resume to continue\n');
+  process.exit(1);
+});

@@ -1,0 +1,32 @@
+/** Public surface of the training part: the three-stage CDD-ICM pipeline, the autoencoder training, AdamW. */
+export { AdamW, type AdamWOptions, type ParamGroup } from './adamw.js';
+export { ValidationSchedule, type ValidationAction, type ValidationState } from './schedule.js';
+export {
+  buildTurnDataset,
+  loadEpisodeSource,
+  TurnSampler,
+  BatchStream,
+  hostBatch,
+  batchTensors,
+  validationBatches,
+  ImageSampler,
+  mulberry32,
+  mixSeed,
+  type TurnDataset,
+  type HostBatch,
+  type DatasetName,
+  type EpisodeSource,
+} from './data.js';
+export { runStage, initialLoopState, type StageTask, type LoopState, type Budget, type LoopOptions } from './loop.js';
+export {
+  train,
+  trainModel,
+  trainAutoencoder,
+  stageOptimizer,
+  modelStageTask,
+  autoencoderTask,
+  DEFAULT_OPTIONS,
+  type TrainOptions,
+  type TrainResult,
+  type StageArg,
+} from './trainer.js';

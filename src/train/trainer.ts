@@ -1,0 +1,488 @@
+/**
+ * The three-stage training of CDD-ICM (Sec. 2.6) and the autoencoder that gives it a latent space.
+ * Output folder layout:
+ *   args.json       the options of the first run (a resume keeps them, except budgets)
+ *   metrics.jsonl   one JSON object per training step ({kind: 'train'}) and per validation ({kind: 'val'})
+ *   last/           resumable checkpoint: model files + optimizer.safetensors + trainer.json
+ *   best/           the kept (best-validation) model of the current stage, with its optimizer state
+ *   stage-<k>/      the model at the end of stage k;  model/  the final model (the last stage's result)
+ *   autoencoder/    (stage 'ae') the trained autoencoder: config.json + model.safetensors
+ */
+import { existsSync, promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { partLogger } from '../log/index.js';
+import {
+  AutoencoderCodec,
+  CddIcm,
+  PAPER_DEFAULTS,
+  WordTokenizer,
+  createAutoencoder,
+  createModel,
+  loadAutoencoder,
+  loadCheckpoint,
+  modelConfig,
+  saveAutoencoder,
+  saveCheckpoint,
+  autoencoderWeights,
+  type Autoencoder,
+  type ImageCodec,
+  type ModelConfig,
+  type ParameterGroupName,
+} from '../model/index.js';
+import { AdamW, type ParamGroup } from './adamw.js';
+import { readTrainerState, resolveFolder, writeFolderAtomically, writeTrainerState } from './checkpointIo.js';
+import {
+  ImageSampler,
+  TurnSampler,
+  BatchStream,
+  batchTensors,
+  buildTurnDataset,
+  loadEpisodeSource,
+  mixSeed,
+  mulberry32,
+  validationBatches,
+  type DatasetName,
+  type HostBatch,
+  type TurnDataset,
+} from './data.js';
+import { disposeSnapshot, initialLoopState, runStage, type BestSnapshot, type Budget, type LoopState, type StageTask } from './loop.js';
+
+const log = partLogger('train');
+
+export type StageArg = 1 | 2 | 3 | 'all' | 'ae';
+
+export interface TrainOptions {
+  dataset: DatasetName;
+  /** Model preset (CDD-ICM) or autoencoder preset (stage 'ae'). */
+  config: string;
+  stage: StageArg;
+  out: string;
+  /** Budget: total steps / minutes; with stage 'all' split over the stages by `split`. */
+  steps?: number;
+  minutes?: number;
+  /** Fractions of the budget for stages 1, 2, 3 when stage is 'all'. */
+  split: [number, number, number];
+  batch: number;
+  lr: number;
+  weightDecay: number;
+  /** Backbone activity ratio; undefined: 1 for encoders trained from scratch. */
+  eta?: number;
+  gamma: number;
+  delta: number;
+  conditionDropout: number;
+  clipNorm: number;
+  valEvery: number;
+  valBatches: number;
+  checkpointMinutes: number;
+  trainEpisodes?: number;
+  valEpisodes?: number;
+  /** Episodes files instead of generating / loading the dataset. */
+  trainFile?: string;
+  valFile?: string;
+  codrawDir?: string;
+  /** Autoencoder folder (latent model presets). */
+  autoencoder?: string;
+  /** Start stage 'all' / 2 / 3 from this model checkpoint instead of a fresh model. */
+  init?: string;
+  imageSize: number;
+  seed: number;
+  resume: boolean;
+  progress: boolean;
+}
+
+export const DEFAULT_OPTIONS: Omit<TrainOptions, 'dataset' | 'config' | 'stage' | 'out'> = {
+  split: [0.1, 0.8, 0.1],
+  batch: 16,
+  lr: 1e-4,
+  weightDecay: 0.01,
+  gamma: PAPER_DEFAULTS.gamma,
+  delta: PAPER_DEFAULTS.delta,
+  conditionDropout: PAPER_DEFAULTS.conditionDropout,
+  clipNorm: 1,
+  valEvery: 500,
+  valBatches: 8,
+  checkpointMinutes: 5,
+  imageSize: 64,
+  seed: 0,
+  resume: false,
+  progress: true,
+};
+
+/** trainer.json of a CDD-ICM run. */
+interface ModelTrainerState {
+  kind: 'cdd-icm';
+  version: 1;
+  plan: (1 | 2 | 3)[];
+  stageIndex: number;
+  loop: LoopState;
+  budgets: Budget[];
+}
+
+/** trainer.json of an autoencoder run. */
+interface AeTrainerState {
+  kind: 'autoencoder';
+  version: 1;
+  loop: LoopState;
+  budget: Budget;
+}
+
+export interface TrainResult {
+  out: string;
+  interrupted: boolean;
+  finished: (string | null)[];
+  steps: number[];
+  bestVal: (number | null)[];
+}
+
+/** Ctrl-C: the first press asks the loop to checkpoint and stop; a second one exits at once. */
+function installStop(): { shouldStop: () => boolean; remove: () => void } {
+  let stop = false;
+  const onSig = (): void => {
+    if (stop) process.exit(130);
+    stop = true;
+    process.stderr.write('\nstopping after this step and saving a checkpoint (Ctrl-C again to quit at once)\n');
+  };
+  process.on('SIGINT', onSig);
+  process.on('SIGTERM', onSig);
+  return {
+    shouldStop: () => stop,
+    remove: () => {
+      process.off('SIGINT', onSig);
+      process.off('SIGTERM', onSig);
+    },
+  };
+}
+
+async function loadData(o: TrainOptions): Promise<{ train: TurnDataset; val: TurnDataset }> {
+  const render = async (split: 'train' | 'val', count: number | undefined, file: string | undefined): Promise<TurnDataset> => {
+    const t0 = Date.now();
+    const eps = await loadEpisodeSource({ dataset: o.dataset, split, seed: o.seed, ...(count !== undefined ? { count } : {}), ...(file ? { file } : {}), ...(o.codrawDir ? { codrawDir: o.codrawDir } : {}) });
+    const ds = buildTurnDataset(o.dataset, eps, o.imageSize, (d, n) => {
+      if (o.progress) process.stderr.write(`\rrendering ${split}: ${d}/${n} episodes`);
+    });
+    if (o.progress) process.stderr.write('\n');
+    log.info({ split, episodes: ds.episodes, turns: ds.texts.length, images: ds.numImages, ms: Date.now() - t0 }, 'dataset rendered');
+    return ds;
+  };
+  const train = await render('train', o.trainEpisodes, o.trainFile);
+  const val = await render('val', o.valEpisodes ?? Math.max(32, Math.ceil((o.valBatches * o.batch) / 5)), o.valFile);
+  return { train, val };
+}
+
+function stageBudgets(o: TrainOptions, plan: (1 | 2 | 3)[]): Budget[] {
+  const total = o.split[0] + o.split[1] + o.split[2];
+  return plan.map((s) => {
+    const f = plan.length === 1 ? 1 : o.split[s - 1]! / total;
+    const b: Budget = {};
+    if (o.steps !== undefined) b.steps = Math.max(1, Math.round(o.steps * f));
+    if (o.minutes !== undefined) b.minutes = o.minutes * f;
+    return b;
+  });
+}
+
+/** AdamW over the groups a stage trains: heads at lr, pretrained backbones at lr * eta. */
+export function stageOptimizer(model: CddIcm, stage: 1 | 2 | 3, o: Pick<TrainOptions, 'lr' | 'weightDecay' | 'clipNorm'>, eta: number): AdamW {
+  const nameOf = new Map<tf.Variable, string>();
+  for (const [n, v] of model.namedParameters()) nameOf.set(v, n);
+  const groups = model.parameterGroups();
+  const pg: ParamGroup[] = [];
+  for (const g of model.stageGroups(stage) as ParameterGroupName[]) {
+    const backbone = new Set(groups[g].backbone);
+    const named = (vs: tf.Variable[]): Map<string, tf.Variable> => new Map(vs.map((v) => [nameOf.get(v) ?? v.name, v]));
+    const heads = groups[g].vars.filter((v) => !backbone.has(v));
+    if (heads.length) pg.push({ name: g, params: named(heads), lrScale: 1 });
+    if (backbone.size) pg.push({ name: `${g}.backbone`, params: named([...backbone]), lrScale: eta });
+  }
+  return new AdamW(pg, { lr: o.lr, weightDecay: o.weightDecay, clipNorm: o.clipNorm });
+}
+
+/** Names of the variables a stage may change (for snapshots). */
+function stageNames(opt: AdamW): Map<string, tf.Variable> {
+  const out = new Map<string, tf.Variable>();
+  for (const v of opt.trainableVariables()) out.set(v.name, v);
+  return out;
+}
+
+function snapshotOf(vars: Map<string, tf.Variable>): Map<string, tf.Tensor> {
+  const m = new Map<string, tf.Tensor>();
+  for (const [k, v] of vars) m.set(k, tf.clone(v));
+  return m;
+}
+
+function restoreInto(vars: Map<string, tf.Variable>, s: Map<string, tf.Tensor>): void {
+  for (const [k, v] of vars) {
+    const t = s.get(k);
+    if (t) v.assign(t);
+  }
+}
+
+/** One CDD-ICM stage as a loop task. */
+export function modelStageTask(
+  model: CddIcm,
+  stage: 1 | 2 | 3,
+  optimizer: AdamW,
+  train: TurnDataset,
+  valBatches: HostBatch[],
+  o: Pick<TrainOptions, 'batch' | 'seed' | 'gamma' | 'delta' | 'conditionDropout'>,
+): StageTask & { stream: BatchStream } {
+  const sampler = new TurnSampler(train.texts.length, mixSeed(o.seed, 17));
+  const stream = new BatchStream(train, sampler, o.batch, 0);
+  const vars = stageNames(optimizer);
+  const lossOpts = { stage, gamma: o.gamma, delta: o.delta, conditionDropout: o.conditionDropout };
+  return {
+    name: `stage ${stage}`,
+    optimizer,
+    batchSize: o.batch,
+    stream,
+    loss(cursor, step) {
+      stream.cursor = cursor;
+      const b = batchTensors(stream.next());
+      // Timesteps, noise and condition dropout come from a per-step seed: a resumed run draws the same ones.
+      const l = model.losses(b, { ...lossOpts, rng: mulberry32(mixSeed(o.seed, stage, step)) });
+      tf.dispose([b.reference, b.target]);
+      const parts: Record<string, tf.Scalar> = {};
+      for (const k of ['mse', 'vlb', 'cdd', 'icm', 'nicm'] as const) if (l[k]) parts[k] = l[k]!;
+      return { total: l.total, parts };
+    },
+    validate() {
+      let sum = 0;
+      valBatches.forEach((hb, i) => {
+        sum += tf.tidy(() => {
+          const b = batchTensors(hb);
+          return model.losses(b, { ...lossOpts, rng: mulberry32(mixSeed(o.seed, 999, stage, i)) }).total.dataSync()[0]!;
+        });
+      });
+      return sum / valBatches.length;
+    },
+    snapshot: () => snapshotOf(vars),
+    restore: (s) => restoreInto(vars, s),
+  };
+}
+
+async function writeArgs(o: TrainOptions): Promise<void> {
+  await fs.mkdir(o.out, { recursive: true });
+  const file = join(o.out, 'args.json');
+  if (!existsSync(file)) await fs.writeFile(file, JSON.stringify(o, null, 2) + '\n');
+}
+
+async function buildModel(o: TrainOptions, train: TurnDataset): Promise<CddIcm> {
+  if (o.init) return loadCheckpoint(o.init);
+  const cfg: ModelConfig = modelConfig(o.config, { imageSize: o.imageSize });
+  if (cfg.tokenizer !== 'word') throw new Error(`preset ${o.config} wants a ${cfg.tokenizer} tokenizer: initialise it with --init from a converted CLIP checkpoint`);
+  // A word-level tokenizer built from the training corpus (models trained from scratch).
+  const tokenizer = WordTokenizer.fromCorpus(train.texts, { contextLength: cfg.text.contextLength });
+  let codec: ImageCodec | undefined;
+  if (cfg.latent) {
+    if (!o.autoencoder) throw new Error(`preset ${o.config} is a latent model: pass --autoencoder <folder> (train one with --stage ae)`);
+    codec = new AutoencoderCodec(await loadAutoencoder(o.autoencoder));
+  }
+  const model = createModel(cfg, { tokenizer, ...(codec ? { codec } : {}) });
+  log.info({ preset: o.config, params: model.parameterCount(), vocab: tokenizer.vocabSize, latent: cfg.latent }, 'model created');
+  return model;
+}
+
+/** Train CDD-ICM: stage 1, 2, 3 or all three in order, resumable from `out/last`. */
+export async function trainModel(o: TrainOptions): Promise<TrainResult> {
+  await writeArgs(o);
+  const metricsFile = join(o.out, 'metrics.jsonl');
+  const { train, val } = await loadData(o);
+  const valBatches = validationBatches(val, o.batch, o.valBatches, mixSeed(o.seed, 5));
+  const plan: (1 | 2 | 3)[] = o.stage === 'all' ? [1, 2, 3] : [o.stage as 1 | 2 | 3];
+
+  let model: CddIcm;
+  let st: ModelTrainerState;
+  let resumeMoments: Map<string, import('../model/index.js').NamedArray> | null = null;
+  const lastDir = resolveFolder(join(o.out, 'last'));
+  if (o.resume && lastDir) {
+    model = await loadCheckpoint(lastDir);
+    const r = await readTrainerState<ModelTrainerState>(lastDir);
+    if (r.state.kind !== 'cdd-icm') throw new Error(`${lastDir}: not a CDD-ICM training state`);
+    st = r.state;
+    // New budgets given on the command line replace the stored ones for the stages still to run.
+    if (o.steps !== undefined || o.minutes !== undefined) {
+      const nb = stageBudgets(o, st.plan);
+      st.budgets = st.budgets.map((b, i) => (i >= st.stageIndex ? nb[i]! : b));
+    }
+    resumeMoments = r.optimizer;
+    log.info({ from: lastDir, stage: st.plan[st.stageIndex], step: st.loop.step, cursor: st.loop.cursor }, 'resuming');
+  } else {
+    if (o.resume) log.warn({ out: o.out }, 'nothing to resume: starting fresh');
+    model = await buildModel(o, train);
+    st = { kind: 'cdd-icm', version: 1, plan, stageIndex: 0, loop: initialLoopState(o.lr, 0), budgets: stageBudgets(o, plan) };
+  }
+  const eta = o.eta ?? 1;
+  const stop = installStop();
+  const result: TrainResult = { out: o.out, interrupted: false, finished: [], steps: [], bestVal: [] };
+  try {
+    while (st.stageIndex < st.plan.length) {
+      const stage = st.plan[st.stageIndex]!;
+      const optimizer = stageOptimizer(model, stage, o, eta);
+      log.info({ stage, groups: optimizer.describe(), budget: st.budgets[st.stageIndex], eta }, 'stage start');
+      const task = modelStageTask(model, stage, optimizer, train, valBatches, o);
+      if (resumeMoments) {
+        optimizer.loadStateArrays(resumeMoments, st.loop.adamStep);
+        resumeMoments = null;
+      }
+      // The kept model of a resumed stage is read back from best/ (same stage only).
+      let best: BestSnapshot | null = null;
+      const bestDir = resolveFolder(join(o.out, 'best'));
+      if (o.resume && bestDir && st.loop.validation.best !== null) {
+        const b = await readTrainerState<ModelTrainerState>(bestDir);
+        if (b.state.plan[b.state.stageIndex] === stage && b.state.stageIndex === st.stageIndex) {
+          const bm = await loadCheckpoint(bestDir, { codec: model.codec });
+          const byName = bm.namedParameters();
+          const weights = new Map<string, tf.Tensor>();
+          for (const [n, v] of model.namedParameters()) {
+            if (optimizer.trainableVariables().includes(v)) weights.set(v.name, tf.clone(byName.get(n)!));
+          }
+          bm.dispose();
+          best = { weights, moments: b.optimizer, adamStep: b.state.loop.adamStep };
+        }
+      }
+      const saveModelFolder = (dir: string, s: LoopState): Promise<void> =>
+        writeFolderAtomically(dir, async (tmp) => {
+          await saveCheckpoint(model, tmp);
+          await writeTrainerState(tmp, optimizer.stateArrays(), { ...st, loop: s });
+        });
+      const r = await runStage(task, st.loop, best, {
+        saveLast: (s) => saveModelFolder(join(o.out, 'last'), s),
+        saveBest: (s) => saveModelFolder(join(o.out, 'best'), s),
+      }, {
+        budget: st.budgets[st.stageIndex]!,
+        valEvery: o.valEvery,
+        checkpointMinutes: o.checkpointMinutes,
+        metricsFile,
+        progress: o.progress,
+        shouldStop: stop.shouldStop,
+      });
+      disposeSnapshot(r.best);
+      st.loop = r.state;
+      if (r.interrupted) {
+        result.interrupted = true;
+        optimizer.dispose();
+        break;
+      }
+      result.finished.push(r.state.finished);
+      result.steps.push(r.state.step);
+      result.bestVal.push(r.state.validation.best);
+      log.info({ stage, steps: r.state.step, finished: r.state.finished, best: r.state.validation.best }, 'stage done');
+      await writeFolderAtomically(join(o.out, `stage-${stage}`), (tmp) => saveCheckpoint(model, tmp));
+      // Next stage: a fresh optimizer and validation record; the data position carries on.
+      st = { ...st, stageIndex: st.stageIndex + 1, loop: initialLoopState(o.lr, r.state.cursor) };
+      await writeFolderAtomically(join(o.out, 'last'), async (tmp) => {
+        await saveCheckpoint(model, tmp);
+        await writeTrainerState(tmp, new Map(), st);
+      });
+      optimizer.dispose();
+    }
+    if (!result.interrupted) await writeFolderAtomically(join(o.out, 'model'), (tmp) => saveCheckpoint(model, tmp));
+  } finally {
+    stop.remove();
+    model.dispose();
+  }
+  return result;
+}
+
+/** The autoencoder as a loop task: reconstruct distinct canvases of the training set. */
+export function autoencoderTask(ae: Autoencoder, optimizer: AdamW, train: TurnDataset, val: TurnDataset, o: Pick<TrainOptions, 'batch' | 'seed' | 'valBatches'>): StageTask {
+  const sampler = new ImageSampler(train, mixSeed(o.seed, 23));
+  const valSampler = new ImageSampler(val, mixSeed(o.seed, 29));
+  const s = train.size;
+  const valImages = Array.from({ length: o.valBatches }, (_, i) => valSampler.batch(i * o.batch, o.batch));
+  const vars = stageNames(optimizer);
+  return {
+    name: 'autoencoder',
+    optimizer,
+    batchSize: o.batch,
+    loss(cursor, step) {
+      const x = tf.tensor4d(sampler.batch(cursor, o.batch), [o.batch, s, s, 3]);
+      const l = ae.losses(x, mixSeed(o.seed, 31, step));
+      x.dispose();
+      return { total: l.total, parts: { l1: l.l1, mse: l.mse, kl: l.kl } };
+    },
+    validate() {
+      let sum = 0;
+      valImages.forEach((img, i) => {
+        sum += tf.tidy(() => ae.losses(tf.tensor4d(img, [o.batch, s, s, 3]), mixSeed(o.seed, 37, i)).total.dataSync()[0]!);
+      });
+      return sum / valImages.length;
+    },
+    snapshot: () => snapshotOf(vars),
+    restore: (snap) => restoreInto(vars, snap),
+  };
+}
+
+/** Train the autoencoder (stage 'ae'), then measure its latent scale and save it to out/autoencoder. */
+export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
+  await writeArgs(o);
+  const metricsFile = join(o.out, 'metrics.jsonl');
+  const { train, val } = await loadData(o);
+  let ae: Autoencoder;
+  let st: AeTrainerState;
+  let moments: Map<string, import('../model/index.js').NamedArray> | null = null;
+  const lastDir = resolveFolder(join(o.out, 'last'));
+  const budget: Budget = { ...(o.steps !== undefined ? { steps: o.steps } : {}), ...(o.minutes !== undefined ? { minutes: o.minutes } : {}) };
+  if (o.resume && lastDir) {
+    ae = await loadAutoencoder(lastDir);
+    const r = await readTrainerState<AeTrainerState>(lastDir);
+    if (r.state.kind !== 'autoencoder') throw new Error(`${lastDir}: not an autoencoder training state`);
+    st = r.state;
+    if (o.steps !== undefined || o.minutes !== undefined) st.budget = budget;
+    moments = r.optimizer;
+  } else {
+    ae = createAutoencoder(o.config);
+    st = { kind: 'autoencoder', version: 1, loop: initialLoopState(o.lr, 0), budget };
+  }
+  const nameOf = ae.namedParameters();
+  const optimizer = new AdamW([{ name: 'autoencoder', params: nameOf, lrScale: 1 }], { lr: o.lr, weightDecay: o.weightDecay, clipNorm: o.clipNorm });
+  if (moments) optimizer.loadStateArrays(moments, st.loop.adamStep);
+  const task = autoencoderTask(ae, optimizer, train, val, o);
+  let best: BestSnapshot | null = null;
+  const bestDir = resolveFolder(join(o.out, 'best'));
+  if (o.resume && bestDir && st.loop.validation.best !== null) {
+    const b = await readTrainerState<AeTrainerState>(bestDir);
+    const bae = await loadAutoencoder(bestDir);
+    const w = autoencoderWeights(bae);
+    const weights = new Map<string, tf.Tensor>();
+    for (const [n, v] of nameOf) weights.set(v.name, tf.tensor(w.get(n)!.data, v.shape));
+    bae.dispose();
+    best = { weights, moments: b.optimizer, adamStep: b.state.loop.adamStep };
+  }
+  const saveFolder = (dir: string, s: LoopState): Promise<void> =>
+    writeFolderAtomically(dir, async (tmp) => {
+      await saveAutoencoder(ae, tmp);
+      await writeTrainerState(tmp, optimizer.stateArrays(), { ...st, loop: s });
+    });
+  const stop = installStop();
+  try {
+    const r = await runStage(task, st.loop, best, { saveLast: (s) => saveFolder(join(o.out, 'last'), s), saveBest: (s) => saveFolder(join(o.out, 'best'), s) }, {
+      budget: st.budget,
+      valEvery: o.valEvery,
+      checkpointMinutes: o.checkpointMinutes,
+      metricsFile,
+      progress: o.progress,
+      shouldStop: stop.shouldStop,
+    });
+    disposeSnapshot(r.best);
+    if (!r.interrupted) {
+      // Unit-variance latents for the diffusion: measured on training canvases (LDM's scale factor).
+      const n = Math.min(64, train.numImages);
+      const x = tf.tensor4d(new ImageSampler(train, mixSeed(o.seed, 41)).batch(0, n), [n, train.size, train.size, 3]);
+      const scale = ae.calibrateScale(x);
+      x.dispose();
+      await writeFolderAtomically(join(o.out, 'autoencoder'), (tmp) => saveAutoencoder(ae, tmp));
+      log.info({ latentScale: scale, best: r.state.validation.best }, 'autoencoder saved');
+    }
+    return { out: o.out, interrupted: r.interrupted, finished: [r.state.finished], steps: [r.state.step], bestVal: [r.state.validation.best] };
+  } finally {
+    stop.remove();
+    optimizer.dispose();
+    ae.dispose();
+  }
+}
+
+/** Entry point used by the CLI. */
+export function train(o: TrainOptions): Promise<TrainResult> {
+  return o.stage === 'ae' ? trainAutoencoder(o) : trainModel(o);
+}
