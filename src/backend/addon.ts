@@ -104,9 +104,13 @@ export function loadAddon(): { addon: NativeAddon | null; error: string | null }
     return cached;
   }
   try {
-    // libgomp reads its settings when the addon pulls it in: between kernels the JS thread works alone, so
-    // idle OpenMP workers should yield the core quickly rather than spin (unless the user chose otherwise).
-    process.env.OMP_WAIT_POLICY ??= 'PASSIVE';
+    // libgomp reads its settings when the addon pulls it in. Between kernels the JS thread works alone; spinning
+    // OpenMP workers then compete with it (and with everything else) for the cores. Measured on the 2-core dev
+    // box under load: U-Net train step 122 ms with PASSIVE vs 1055 ms with libgomp's default spin and 1986 ms
+    // with ACTIVE. So idle workers sleep unless the user chose a policy.
+    if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) {
+      process.env.OMP_WAIT_POLICY = 'PASSIVE';
+    }
     const require = createRequire(import.meta.url);
     cached = { addon: require(path) as NativeAddon, error: null };
   } catch (e) {

@@ -492,6 +492,11 @@ export function nativeKernelNames(): string[] {
 
 let registered = false;
 
+/** MathBackendCPU prints an "install tfjs-node" banner on its first write; library code must not print. */
+function quietBanner(backend: object): void {
+  (backend as { firstUse?: boolean }).firstUse = false;
+}
+
 /**
  * Register the `native-cpu` backend: every stock cpu kernel, with the native ones in front of their stock
  * counterparts. Idempotent.
@@ -501,10 +506,12 @@ export function registerNativeBackend(addon: NativeAddon, priority = 3): void {
   N = addon;
   tf.registerBackend(NATIVE_BACKEND, () => {
     const backend = new MathBackendCPU();
-    // The stock backend prints a "install tfjs-node" banner on first write; we are the faster path.
-    (backend as unknown as { firstUse: boolean }).firstUse = false;
+    quietBanner(backend);
     return backend;
   }, priority);
+  // The stock cpu backend stays available (fallback comparisons in tests, the benchmark): silence it too.
+  const stockCpu = tf.findBackend('cpu');
+  if (stockCpu) quietBanner(stockCpu);
   const natives = nativeKernels();
   for (const stock of tf.getKernelsForBackend('cpu')) {
     const impl = natives[stock.kernelName];
