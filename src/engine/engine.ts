@@ -167,13 +167,16 @@ export class Engine implements GenerationEngine {
     while (!this.draining) {
       this.signalled = false;
       this.admit();
-      // An idle engine waits for every start in flight, so turns that arrive together begin together.
-      if (this.batch.length === 0 && this.starting > 0) {
-        await this.waitForWork();
-        continue;
+      if (this.starting > 0) {
+        // Nothing to run yet: wait for the first start (or any other news).
+        if (this.batch.length === 0 && this.readyTurns.length === 0) {
+          await this.waitForWork();
+          continue;
+        }
+        // Give the other starts in flight a moment (a store write) so turns that arrive together begin together
+        // and newcomers join this step instead of the next; a slow start never holds the others longer.
+        await this.waitForStarts();
       }
-      // A running batch gives newcomers' starts a moment (a store write) to join this step instead of the next.
-      if (this.starting > 0) await this.waitForStarts();
       this.prepareReady(sampler);
       this.dropCancelled();
       if (this.batch.length === 0) {

@@ -292,6 +292,28 @@ describe('engine', () => {
     }
   });
 
+  test('a slow start does not hold up the other sessions', async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    class SlowStore extends RecordingHooks {
+      override async start(turnId: string) {
+        if (turnId === 'a1') await gate;
+        return super.start(turnId);
+      }
+    }
+    const hooks = new SlowStore();
+    hooks.add('a1', 'A', { steps: 2 });
+    hooks.add('b1', 'B', { steps: 2 });
+    const { engine, batches } = start(hooks);
+    engine.enqueue('A', 'a1');
+    engine.enqueue('B', 'b1');
+    expect(await hooks.outcome('b1')).toBe('finished');
+    expect(engine.status().busy).toBe(true);
+    release();
+    expect(await hooks.outcome('a1')).toBe('finished');
+    expect(batches.map((b) => b.turnIds.join())).toEqual(['b1', 'b1', 'a1', 'a1']);
+  });
+
   test('a checkpoint that does not load leaves turns queued and reports the model unavailable', async () => {
     const hooks = new RecordingHooks();
     hooks.add('a1', 'A');
