@@ -103,6 +103,20 @@ describe('engine', () => {
     expect(batches).toHaveLength(14);
   });
 
+  test('with more sessions than batch slots, a freed slot goes to the session waiting longest', async () => {
+    const hooks = new RecordingHooks();
+    hooks.add('a1', 'A', { steps: 2 });
+    hooks.add('a2', 'A', { steps: 2 });
+    hooks.add('b1', 'B', { steps: 4 });
+    hooks.add('c1', 'C', { steps: 2 });
+    const { engine, batches } = start(hooks, { maxBatchSize: 2 });
+    for (const [s, id] of [['A', 'a1'], ['A', 'a2'], ['B', 'b1'], ['C', 'c1']] as const) engine.enqueue(s, id);
+    await settled(hooks, ['a1', 'a2', 'b1', 'c1']);
+    expect(hooks.of('start').map((e) => e.turnId)).toEqual(['a1', 'b1', 'c1', 'a2']);
+    expect(Math.max(...batches.map((b) => b.size))).toBe(2);
+    expect(batches[2]!.turnIds).toEqual(['b1', 'c1']);
+  });
+
   test("a session's turns run one at a time, in order, each on the previous result", async () => {
     const hooks = new RecordingHooks();
     for (const id of ['a1', 'a2', 'a3']) hooks.add(id, 'A', { steps: 2 });
