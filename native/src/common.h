@@ -34,6 +34,28 @@ inline int threadsFor(size_t work) {
   return omp_get_max_threads();
 }
 
+// oneDNN primitives (OpenMP runtime) use as many threads as the calling thread's OpenMP setting at creation
+// and execution. Small convolutions / matmuls run on one thread: waking a second one costs more than it saves,
+// and on a loaded machine each parallel region waits for the slowest thread to be scheduled.
+constexpr double kParallelFlops = 4e6;
+inline int threadsForFlops(double flops) { return flops < kParallelFlops ? 1 : omp_get_max_threads(); }
+
+// Sets the OpenMP thread count for a scope and restores it after.
+class ThreadScope {
+ public:
+  explicit ThreadScope(int n) : prev_(omp_get_max_threads()) {
+    if (n != prev_) omp_set_num_threads(n);
+  }
+  ~ThreadScope() {
+    if (omp_get_max_threads() != prev_) omp_set_num_threads(prev_);
+  }
+  ThreadScope(const ThreadScope&) = delete;
+  ThreadScope& operator=(const ThreadScope&) = delete;
+
+ private:
+  int prev_;
+};
+
 inline void check(bool ok, const std::string& msg) {
   if (!ok) throw std::invalid_argument(msg);
 }

@@ -21,8 +21,10 @@ struct Geometry {
   memory::dims dil() const { return {dh - 1, dw - 1}; }  // oneDNN counts dilation from 0
   memory::dims padL() const { return {pt, pl}; }
   memory::dims padR() const { return {pb, pr}; }
+  double flops() const { return 2.0 * N * OH * OW * O * KH * KW * C; }
+  int threads() const { return tn::threadsForFlops(flops()); }
   std::string key() const {
-    std::string k;
+    std::string k = std::to_string(threads()) + "t:";
     for (int64_t v : {N, H, W, C, KH, KW, O, OH, OW, sh, sw, dh, dw, pt, pl, pb, pr}) k += std::to_string(v) + ",";
     return k;
   }
@@ -108,6 +110,7 @@ primitive_attr actAttr(int act, float alpha) {
 // conv2d(x, xShape, w, wShape, y, yShape, strides, dilations, pads, bias|null, act, alpha)
 TN_FN(conv2d) {
   Geometry g = geometry(info, 1, 3, 5, 6);
+  tn::ThreadScope threads(g.threads());
   tn::F32 x = tn::f32(info[0], "x"), w = tn::f32(info[2], "w"), y = tn::f32(info[4], "y");
   tn::F32 b = tn::f32OrNull(info[9], "bias");
   int act = info[10].As<Napi::Number>().Int32Value();
@@ -143,6 +146,7 @@ TN_FN(conv2d) {
 // conv2dBackpropInput(dy, dyShape, w, wShape, dx, dxShape, strides, dilations, pads)
 TN_FN(conv2dBackpropInput) {
   Geometry g = geometry(info, 5, 3, 1, 6);
+  tn::ThreadScope threads(g.threads());
   tn::F32 dy = tn::f32(info[0], "dy"), w = tn::f32(info[2], "w"), dx = tn::f32(info[4], "dx");
   tn::check((int64_t)dx.n == g.N * g.H * g.W * g.C && (int64_t)w.n == g.KH * g.KW * g.C * g.O &&
                 (int64_t)dy.n == g.N * g.OH * g.OW * g.O,
@@ -179,6 +183,7 @@ TN_FN(conv2dBackpropInput) {
 // conv2dBackpropFilter(x, xShape, dy, dyShape, dw, wShape, strides, dilations, pads)
 TN_FN(conv2dBackpropFilter) {
   Geometry g = geometry(info, 1, 5, 3, 6);
+  tn::ThreadScope threads(g.threads());
   tn::F32 x = tn::f32(info[0], "x"), dy = tn::f32(info[2], "dy"), dw = tn::f32(info[4], "dw");
   tn::check((int64_t)x.n == g.N * g.H * g.W * g.C && (int64_t)dw.n == g.KH * g.KW * g.C * g.O &&
                 (int64_t)dy.n == g.N * g.OH * g.OW * g.O,

@@ -38,7 +38,9 @@ TN_FN(batchMatmul) {
   tn::check((int64_t)a.n == Ba * M * K && (int64_t)b.n == Bb * K * N && (int64_t)o.n == B * M * N &&
                 (!bias.p || (int64_t)bias.n == N),
             "matmul: buffer sizes");
-  std::string key;
+  int nthreads = tn::threadsForFlops(2.0 * B * M * N * K);
+  tn::ThreadScope threads(nthreads);
+  std::string key = std::to_string(nthreads) + "t:";
   for (int64_t v : {Ba, Bb, M, K, N, (int64_t)tA, (int64_t)tB, (int64_t)(bias.p != nullptr), (int64_t)act})
     key += std::to_string(v) + ",";
   key += std::to_string(alpha);
