@@ -3,7 +3,7 @@
 // gradient registrations. Never fails the install: without the native addon the program runs on the stock
 // tfjs cpu backend (slowly) and says so at start-up.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,31 +14,42 @@ const say = (msg) => console.log(`[postinstall] ${msg}`);
 const INSTALL_HINT = 'apt-get install libdnnl-dev libopenblas-dev';
 
 async function bundleGradients() {
-  // Same output as src/backend/gradients.ts builds lazily; doing it now keeps the first start fast.
-  const outfile = join(root, 'node_modules', '.cache', 'tfjs-gradients', 'register_all_gradients.cjs');
+  // Same file as src/backend/gradients.ts builds lazily (gradientsBundlePath); doing it now keeps the first
+  // start fast.
   try {
+    const version = JSON.parse(readFileSync(require.resolve('@tensorflow/tfjs-core/package.json'), 'utf8')).version;
+    const outfile = join(root, 'node_modules', '.cache', 'tfjs-gradients', `register_all_gradients-${version}.cjs`);
+    if (existsSync(outfile)) return;
     const esbuild = await import(require.resolve('esbuild'));
     const entry = require.resolve('@tensorflow/tfjs-core/dist/register_all_gradients.js');
-    await esbuild.build({ entryPoints: [entry], bundle: true, format: 'cjs', platform: 'node', outfile, logLevel: 'silent' });
+    const tmp = `${outfile}.${process.pid}.tmp`;
+    await esbuild.build({ entryPoints: [entry], bundle: true, format: 'cjs', platform: 'node', outfile: tmp, logLevel: 'silent' });
+    renameSync(tmp, outfile);
     say(`tfjs gradients bundled into ${outfile}`);
   } catch (e) {
     say(`could not pre-bundle tfjs gradients (${e.message}); they will be bundled at first start`);
   }
 }
 
+// TFJS_NATIVE_PREFIXES (colon-separated install prefixes) replaces the standard locations, e.g. for a oneDNN
+// under /opt; CPATH / LIBRARY_PATH directories are searched too, as the compiler and linker do.
+const prefixes = process.env.TFJS_NATIVE_PREFIXES?.split(delimiter).filter(Boolean);
+
 function dirsFrom(envVar, defaults) {
   return [...(process.env[envVar] ?? '').split(delimiter).filter(Boolean), ...defaults];
 }
 
 function findHeader(name) {
-  const dirs = dirsFrom('CPATH', ['/usr/include', '/usr/local/include', '/opt/homebrew/include']);
+  const std = ['/usr/include', '/usr/local/include', '/opt/homebrew/include'];
+  const dirs = dirsFrom('CPATH', prefixes ? prefixes.map((p) => join(p, 'include')) : std);
   return dirs.find((d) => existsSync(join(d, name))) ?? null;
 }
 
 function findLib(prefix) {
-  const dirs = dirsFrom('LIBRARY_PATH', [
+  const std = [
     '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib', '/opt/homebrew/lib',
-  ]);
+  ];
+  const dirs = dirsFrom('LIBRARY_PATH', prefixes ? prefixes.flatMap((p) => [join(p, 'lib'), join(p, 'lib64')]) : std);
   for (const d of dirs) {
     try {
       if (readdirSync(d).some((f) => f.startsWith(prefix) && (f.includes('.so') || f.endsWith('.dylib')))) return d;
@@ -79,7 +90,14 @@ function buildAddon() {
   const prefix = dirname(dirname(process.execPath));
   if (existsSync(join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`);
   say(`building the native tensor kernels: node ${args.slice(1).join(' ')}`);
-  const r = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: root });
+  const env = { ...process.env };
+  if (prefixes) {
+    // The compiler and linker read these; at run time such a library also needs LD_LIBRARY_PATH.
+    const join2 = (extra, cur) => [...extra, ...(cur ? [cur] : [])].join(delimiter);
+    env.CPATH = join2(prefixes.map((p) => join(p, 'include')), env.CPATH);
+    env.LIBRARY_PATH = join2(prefixes.flatMap((p) => [join(p, 'lib'), join(p, 'lib64')]), env.LIBRARY_PATH);
+  }
+  const r = spawnSync(process.execPath, args, { stdio: 'inherit', cwd: root, env });
   if (r.status === 0) say('native addon built: native/build/Release/tfjs_native.node');
   else say('native addon build FAILED (see above); the program will fall back to the stock cpu backend');
 }

@@ -87,8 +87,10 @@ export function projectRoot(): string {
   return findUp(join('node_modules', '@tensorflow', 'tfjs-core')) ?? process.cwd();
 }
 
-/** The addon file, or null when it has not been built. */
+/** The addon file (env TFJS_NATIVE_ADDON overrides the search), or null when it has not been built. */
 export function addonPath(): string | null {
+  const override = process.env.TFJS_NATIVE_ADDON;
+  if (override) return existsSync(override) ? override : null;
   const dir = findUp(ADDON_REL);
   return dir ? join(dir, ADDON_REL) : null;
 }

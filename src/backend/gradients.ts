@@ -8,14 +8,16 @@
  * require it. The registries are global, so the bundled copy registers into the same engine.
  */
 import { createRequire } from 'node:module';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 let done: Promise<string> | null = null;
 
-/** Where the bundled gradients live (under the project's node_modules). */
+/** Where the bundled gradients live (under the project's node_modules, per tfjs-core version). */
 export function gradientsBundlePath(projectRoot: string): string {
-  return join(projectRoot, 'node_modules', '.cache', 'tfjs-gradients', 'register_all_gradients.cjs');
+  const pkg = join(projectRoot, 'node_modules', '@tensorflow', 'tfjs-core', 'package.json');
+  const version = (JSON.parse(readFileSync(pkg, 'utf8')) as { version: string }).version;
+  return join(projectRoot, 'node_modules', '.cache', 'tfjs-gradients', `register_all_gradients-${version}.cjs`);
 }
 
 /** Bundle tfjs-core's gradient registrations into CommonJS (idempotent). */
@@ -29,7 +31,10 @@ export async function buildGradientsBundle(projectRoot: string): Promise<string>
   const esbuild = (await import(spec)) as {
     build(o: Record<string, unknown>): Promise<unknown>;
   };
-  await esbuild.build({ entryPoints: [entry], bundle: true, format: 'cjs', platform: 'node', outfile, logLevel: 'silent' });
+  // Write aside and rename so a concurrent process never requires a half-written file.
+  const tmp = `${outfile}.${process.pid}.tmp`;
+  await esbuild.build({ entryPoints: [entry], bundle: true, format: 'cjs', platform: 'node', outfile: tmp, logLevel: 'silent' });
+  renameSync(tmp, outfile);
   return outfile;
 }
 
