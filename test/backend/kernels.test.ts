@@ -39,6 +39,9 @@ d('native convolutions match stock cpu', () => {
       await compareBackends(`dilated conv d${dil} ${pad}`, (a, b) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, pad, 'NHWC', dil),
         [x, f], { kernels: ['Conv2D'] });
     }
+    // Above the single-thread cut-off (4 MFLOP): the multi-threaded oneDNN primitives, all three directions.
+    await compareBackends('threaded conv', (a, b) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same'),
+      [randInput(r, [2, 16, 16, 32]), randInput(r, [3, 3, 32, 32])], { grads: true, kernels: ['Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter'] });
     await compareBackends('stride [1,2]', (a, b) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, [1, 2], 'same'),
       [randInput(r, [2, 6, 9, 3]), randInput(r, [3, 2, 3, 4])], { grads: true, kernels: ['Conv2D'] });
   });
@@ -75,6 +78,12 @@ d('native matmul matches stock cpu', () => {
       await compareBackends(`matmul ${a.shape} x ${b.shape} tA${tA} tB${tB}`, (x, y) => tf.matMul(x!, y!, tA, tB), [a, b],
         { grads: !broadcast, kernels: ['BatchMatMul'], seed: i });
     }
+  });
+
+  it('large batched matmul (multi-threaded primitive) forward and backward', async () => {
+    const r = rng(41);
+    await compareBackends('threaded matmul', (x, y) => tf.matMul(x!, y!, false, true), [randInput(r, [2, 128, 96]), randInput(r, [2, 160, 96])],
+      { grads: true, kernels: ['BatchMatMul'] });
   });
 
   it('_FusedMatMul with vector and matrix bias and activations', async () => {
@@ -123,7 +132,7 @@ d('native elementwise ops match stock cpu', () => {
 
   it('a large broadcast (rows x bias, outer broadcast) exercises the threaded path', async () => {
     const r = rng(7);
-    await compareBackends('add bias', (a, b) => tf.add(a!, b!), [randInput(r, [64, 32, 40]), randInput(r, [40])], { kernels: ['Add'] });
+    await compareBackends('add bias', (a, b) => tf.add(a!, b!), [randInput(r, [64, 48, 48]), randInput(r, [48])], { kernels: ['Add'] });
     await compareBackends('mul outer', (a, b) => tf.mul(a!, b!), [randInput(r, [8, 1, 64, 128]), randInput(r, [8, 3, 1, 128])], { kernels: ['Multiply'] });
   });
 
@@ -146,7 +155,7 @@ d('native elementwise ops match stock cpu', () => {
       await compareBackends(name, (x) => op(x!), [randInput(r, shape, lo, hi)], { grads, kernels: [name] });
     }
     // Large enough for the OpenMP path.
-    await compareBackends('Sigmoid large', (x) => tf.sigmoid(x!), [randInput(r, [300, 200], -5, 5)], { grads: true, kernels: ['Sigmoid'] });
+    await compareBackends('Sigmoid large', (x) => tf.sigmoid(x!), [randInput(r, [400, 400], -5, 5)], { grads: true, kernels: ['Sigmoid'] });
   });
 
   it('NaN propagates like the stock kernels', async () => {
@@ -183,8 +192,8 @@ d('native reductions and softmax match stock cpu', () => {
   it('long reductions (bias gradient and GroupNorm moments shapes) stay accurate', async () => {
     const r = rng(11);
     await compareBackends('sum rows', (x) => tf.sum(x!, 0), [randInput(r, [20000, 16])], { kernels: ['Sum'] });
-    await compareBackends('mean inner', (x) => tf.mean(x!, [1, 3], true), [randInput(r, [2, 1024, 4, 8])], { kernels: ['Mean'] });
-    await compareBackends('sum all', (x) => tf.sum(x!), [randInput(r, [70000])], { kernels: ['Sum'] });
+    await compareBackends('mean inner', (x) => tf.mean(x!, [1, 3], true), [randInput(r, [2, 4096, 4, 8])], { kernels: ['Mean'] });
+    await compareBackends('sum all', (x) => tf.sum(x!), [randInput(r, [300000])], { kernels: ['Sum'] });
   });
 
   it('Softmax forward and backward', async () => {
@@ -204,7 +213,7 @@ d('native data movement matches stock cpu', () => {
       const perm = shape.map((_, k) => k).sort(() => r() - 0.5);
       await compareBackends(`transpose ${shape} ${perm}`, (x) => tf.transpose(x!, perm), [randInput(r, shape)], { grads: true, seed: i });
     }
-    await compareBackends('transpose big 2d', (x) => tf.transpose(x!), [randInput(r, [130, 70])], { kernels: ['Transpose'] });
+    await compareBackends('transpose big 2d', (x) => tf.transpose(x!), [randInput(r, [520, 300])], { kernels: ['Transpose'] });
     await compareBackends('attention heads', (x) => tf.transpose(x!, [0, 2, 1, 3]), [randInput(r, [2, 64, 4, 16])], { kernels: ['Transpose'] });
   });
 
@@ -224,6 +233,8 @@ d('native data movement matches stock cpu', () => {
       await compareBackends(`concat ${shape} axis ${axis}`, (a, b, c) => tf.concat([a!, b!, c!], axis), others,
         { grads: true, kernels: ['Concat'], seed: i });
     }
+    await compareBackends('big concat', (a, b) => tf.concat([a!, b!], 1), [randInput(r, [300, 256]), randInput(r, [300, 300])], { kernels: ['Concat'] });
+    await compareBackends('big slice', (a) => tf.slice(a!, [0, 7], [512, 300]), [randInput(r, [512, 400])], { kernels: ['Slice'] });
     // A non-contiguous slice must copy through the native kernel.
     await compareBackends('strided slice', (x) => tf.slice(x!, [0, 1, 2], [3, 2, 3]), [randInput(r, [3, 4, 6])], { kernels: ['Slice'] });
   });
