@@ -106,7 +106,7 @@ export class Engine implements GenerationEngine {
     const queued = this.queue.remove(turnId);
     if (queued) {
       // The session's in-flight turn (if any) is another one: nothing to release.
-      this.track(this.o.hooks.cancelled(turnId).catch((err: unknown) => log.error({ err, turnId }, 'hooks.cancelled failed')));
+      this.track(call(() => this.o.hooks.cancelled(turnId)).catch((err: unknown) => log.error({ err, turnId }, 'hooks.cancelled failed')));
       return true;
     }
     const rec = this.turns.get(turnId);
@@ -165,35 +165,43 @@ export class Engine implements GenerationEngine {
     }
     const sampler = this.sampler!;
     while (!this.draining) {
-      this.signalled = false;
-      this.admit();
-      if (this.starting > 0) {
-        // Nothing to run yet: wait for the first start (or any other news).
-        if (this.batch.length === 0 && this.readyTurns.length === 0) {
+      try {
+        this.signalled = false;
+        this.admit();
+        if (this.starting > 0) {
+          // Nothing to run yet: wait for the first start (or any other news).
+          if (this.batch.length === 0 && this.readyTurns.length === 0) {
+            await this.waitForWork();
+            continue;
+          }
+          // Give the other starts in flight a moment (a store write) so turns that arrive together begin together
+          // and newcomers join this step instead of the next; a slow start never holds the others longer.
+          await this.waitForStarts();
+          if (this.draining) break;
+        }
+        this.prepareReady(sampler);
+        this.dropCancelled();
+        if (this.batch.length === 0) {
           await this.waitForWork();
           continue;
         }
-        // Give the other starts in flight a moment (a store write) so turns that arrive together begin together
-        // and newcomers join this step instead of the next; a slow start never holds the others longer.
-        await this.waitForStarts();
-      }
-      this.prepareReady(sampler);
-      this.dropCancelled();
-      if (this.batch.length === 0) {
-        await this.waitForWork();
-        continue;
-      }
-      const encoding = this.stepBatch(sampler);
-      // Issue the starts of turns that may join now, so they land while the loop yields.
-      this.admit();
-      // Let hooks, cancellations and the server run between steps. When previews were handed to the encoder,
-      // give it up to previewGraceMs (a PNG of 64x64 takes well under 1 ms) so they go out before the next step
-      // instead of after it; the loop never waits longer than that for an encoding.
-      if (encoding.length > 0 && this.o.previewGraceMs > 0) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([Promise.all(encoding.map((c) => c.idle())), new Promise<void>((r) => (timer = setTimeout(r, this.o.previewGraceMs)))]);
-        clearTimeout(timer);
-      } else {
+        const encoding = this.stepBatch(sampler);
+        // Issue the starts of turns that may join now, so they land while the loop yields.
+        this.admit();
+        // Let hooks, cancellations and the server run between steps. When previews were handed to the encoder,
+        // give it up to previewGraceMs (a PNG of 64x64 takes well under 1 ms) so they go out before the next step
+        // instead of after it; the loop never waits longer than that for an encoding.
+        if (encoding.length > 0 && this.o.previewGraceMs > 0) {
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([Promise.all(encoding.map((c) => c.idle())), new Promise<void>((r) => (timer = setTimeout(r, this.o.previewGraceMs)))]);
+          clearTimeout(timer);
+        } else {
+          await yieldToEventLoop();
+        }
+      } catch (err) {
+        // A bug in the engine itself: fail the turns in flight rather than stop serving everyone.
+        log.error({ err }, 'engine step loop error; failing the running batch');
+        for (const rec of [...this.batch]) this.failRunning(rec, toError(err));
         await yieldToEventLoop();
       }
     }
@@ -245,7 +253,7 @@ export class Engine implements GenerationEngine {
       };
       this.turns.set(q.turnId, rec);
       this.starting++;
-      const p = this.o.hooks.start(q.turnId).then(
+      const p = call(() => this.o.hooks.start(q.turnId)).then(
         (inputs) => this.started(rec, inputs),
         (err: unknown) => {
           this.starting--;
@@ -407,8 +415,8 @@ export class Engine implements GenerationEngine {
     };
     rec.phase = 'ending';
     const p = encodePngAsync(image).then(
-      (png) => this.o.hooks.finished(rec.turnId, png, timings).catch((err: unknown) => log.error({ err, turnId: rec.turnId }, 'hooks.finished failed')),
-      (err: unknown) => this.o.hooks.failed(rec.turnId, toError(err)).catch((e: unknown) => log.error({ err: e, turnId: rec.turnId }, 'hooks.failed failed')),
+      (png) => call(() => this.o.hooks.finished(rec.turnId, png, timings)).catch((err: unknown) => log.error({ err, turnId: rec.turnId }, 'hooks.finished failed')),
+      (err: unknown) => call(() => this.o.hooks.failed(rec.turnId, toError(err))).catch((e: unknown) => log.error({ err: e, turnId: rec.turnId }, 'hooks.failed failed')),
     );
     this.settle(rec, p);
     log.info({ turnId: rec.turnId, ...timings }, 'turn finished');
@@ -418,9 +426,9 @@ export class Engine implements GenerationEngine {
   private end(rec: TurnRecord, how: 'failed' | 'cancelled', err?: Error): void {
     rec.phase = 'ending';
     const h = this.o.hooks;
-    const call = how === 'failed' ? h.failed(rec.turnId, err!) : h.cancelled(rec.turnId);
+    const done = call(() => (how === 'failed' ? h.failed(rec.turnId, err!) : h.cancelled(rec.turnId)));
     if (how === 'failed') log.warn({ err, turnId: rec.turnId }, 'turn failed');
-    this.settle(rec, call.catch((e: unknown) => log.error({ err: e, turnId: rec.turnId }, `hooks.${how} failed`)));
+    this.settle(rec, done.catch((e: unknown) => log.error({ err: e, turnId: rec.turnId }, `hooks.${how} failed`)));
   }
 
   private settle(rec: TurnRecord, p: Promise<unknown>): void {
@@ -443,6 +451,11 @@ export class Engine implements GenerationEngine {
     this.pendingHooks.add(q);
     void q.finally(() => this.pendingHooks.delete(q));
   }
+}
+
+/** Run a hook so that a synchronous throw becomes a rejection. */
+async function call<T>(hook: () => Promise<T>): Promise<T> {
+  return hook();
 }
 
 function toError(err: unknown): Error {

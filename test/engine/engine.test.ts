@@ -339,7 +339,7 @@ describe('engine', () => {
     expect(hooks.events).toEqual([]);
   });
 
-  test('a hook that rejects is logged and the session goes on', async () => {
+  test('a hook that rejects or throws is contained and the sessions go on', async () => {
     class FlakyStore extends RecordingHooks {
       override async finished(turnId: string, png: Buffer, timings: Parameters<RecordingHooks['finished']>[2]): Promise<void> {
         if (turnId === 'a1') {
@@ -348,14 +348,23 @@ describe('engine', () => {
         }
         return super.finished(turnId, png, timings);
       }
+      // Not async: throws synchronously.
+      override start(turnId: string) {
+        if (turnId === 'b1') throw new Error('sync throw');
+        return super.start(turnId);
+      }
     }
     const hooks = new FlakyStore();
     hooks.add('a1', 'A', { steps: 1 });
     hooks.add('a2', 'A', { steps: 1 });
+    hooks.add('b1', 'B', { steps: 1 });
     const { engine } = start(hooks);
     engine.enqueue('A', 'a1');
+    engine.enqueue('B', 'b1');
     engine.enqueue('A', 'a2');
     expect(await hooks.outcome('a2')).toBe('finished');
+    expect(await hooks.outcome('b1')).toBe('failed');
+    expect(hooks.of('failed', 'b1')[0]!.error.message).toBe('sync throw');
     expect(hooks.of('start').map((e) => e.turnId)).toEqual(['a1', 'a2']);
     expect(hooks.references.get('a2')).toBe(hooks.background);
   });
