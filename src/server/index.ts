@@ -8,8 +8,7 @@ import express, { type Request, type Response } from 'express';
 import { ApolloServer } from '@apollo/server';
 import { expressMiddleware } from '@as-integrations/express5';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
-import { WebSocketServer, type WebSocket } from 'ws';
-import { useServer } from 'graphql-ws/use/ws';
+import { WebSocketServer } from 'ws';
 import type { DocumentNode, GraphQLSchema } from 'graphql';
 import type { Config } from '../config/index.js';
 import { partLogger } from '../log/index.js';
@@ -35,6 +34,7 @@ import {
   type GenerationEngine,
 } from '../sessions/index.js';
 import type { RgbImage } from '../data/index.js';
+import { serveGraphqlWs } from './wsTransport.js';
 
 const log = partLogger('server');
 
@@ -73,12 +73,6 @@ export function bearer(value: unknown): string | null {
   return m ? m[1]! : null;
 }
 
-type SocketExtra = {
-  socket: WebSocket;
-  request: http.IncomingMessage;
-  token?: string;
-  tokenHash?: string;
-};
 
 export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const { config } = o;
@@ -104,7 +98,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
 
   // ---- subscriptions: graphql-ws on the same server and path
   const wss = new WebSocketServer({ server: httpServer, path: '/graphql', maxPayload: config.limits.maxWsPayloadBytes });
-  const wsServer = useServer<Record<string, unknown>, SocketExtra>(
+  const wsServer = serveGraphqlWs(
     {
       schema,
       context: (ctx): GraphQLContext => ({

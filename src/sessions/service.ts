@@ -77,6 +77,8 @@ export interface TurnProgressFrame {
   preview: string | null;
   final: boolean;
   image: ImageRecord | null;
+  /** When the frame was published. */
+  at: Date;
 }
 
 export interface EngineStatusRecord {
@@ -544,6 +546,7 @@ export class SessionsService implements EngineHooks {
       preview: p.previewPng ? pngDataUrl(p.previewPng) : null,
       final: false,
       image: null,
+      at: new Date(),
     };
     this.pubsub.publish(progressTopic(p.sessionId), frame);
   }
@@ -594,6 +597,7 @@ export class SessionsService implements EngineHooks {
       preview: null,
       final: true,
       image: r.image,
+      at: new Date(),
     };
     this.pubsub.publish(progressTopic(r.turn.sessionId), frame);
     this.emit({ kind: 'TURN_FINISHED', sessionId: r.turn.sessionId, turn: r.turn });

@@ -83,10 +83,11 @@ describe('restart', () => {
         MODEL_PATH: await tinyCheckpoint(),
         TENSOR_BACKEND: process.env.TENSOR_BACKEND ?? 'auto',
       },
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     const url = `http://127.0.0.1:${port}/graphql`;
     const post = async (query: string, variables: Record<string, unknown>, token?: string): Promise<Record<string, any>> => {
@@ -97,12 +98,13 @@ describe('restart', () => {
       });
       return (await r.json()) as Record<string, any>; // test-only: shape checked by the assertions below
     };
+    let passed = false;
     try {
       await eventually(() => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok).catch(() => false), 60_000, 'server up');
       const c = await post(CREATE, { input: { title: 'sigterm', name: 'T' } });
       const token = c.data.createSession.token as string;
       const sessionId = c.data.createSession.session.id as string;
-      const s = await post(`mutation($i: SubmitTurnInput!) { submitTurn(input: $i) { id } }`, { i: { sessionId, instruction: 'add a red cube', steps: 150 } }, token);
+      const s = await post(`mutation($i: SubmitTurnInput!) { submitTurn(input: $i) { id } }`, { i: { sessionId, instruction: 'add a red cube', steps: 60 } }, token);
       const turnId = s.data.submitTurn.id as string;
       await eventually(async () => (await post(`query($id: ID!) { turn(id: $id) { status } }`, { id: turnId }, token)).data.turn.status === 'RUNNING', 60_000, 'running');
       child.kill('SIGTERM');
@@ -116,9 +118,10 @@ describe('restart', () => {
       } finally {
         await s2.stop();
       }
+      passed = true;
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
-      if (stderr.trim()) console.log(stderr.slice(-2000));
+      if (!passed && stderr.trim()) console.log(stderr.slice(-2000));
     }
   });
 });

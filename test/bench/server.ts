@@ -1,0 +1,314 @@
+/**
+ * `npm run bench:server`: the real server (src/server/main.ts in its own process) on loopback; N sessions (1, 4, 8)
+ * submit turns at once while M graphql-ws subscribers per session watch turnProgress. Prints turn latency
+ * (p50/p95), time to first preview, preview delivery latency to subscribers (p95) and throughput (turns per
+ * minute), with batching on and off. The last line is one JSON object.
+ *
+ * Options: --sessions 1,4,8  --subscribers 20  --turns 2 (per session)  --steps 20  --preview-every 2
+ *          --model DIR (default: the tiny preset saved to a temp folder)  --backend auto|native-cpu|cpu|tensorflow
+ * Targets on the 2-core machine: 8 sessions finish >= 2x faster with batching; preview p95 < 50 ms at 20 subscribers.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import WebSocket from 'ws';
+import { createClient, type Client } from 'graphql-ws';
+import { initBackend } from '../../src/backend/index.js';
+import { tempDir, tinyCheckpoint } from '../server/harness.js';
+
+interface Args {
+  sessions: number[];
+  subscribers: number;
+  turns: number;
+  steps: number;
+  previewEvery: number;
+  model: string | null;
+  backend: string;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { sessions: [1, 4, 8], subscribers: 20, turns: 2, steps: 20, previewEvery: 2, model: null, backend: process.env.TENSOR_BACKEND ?? 'auto' };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i]!.split('=', 2) as [string, string | undefined];
+    const v = (): string => inline ?? argv[++i] ?? '';
+    if (flag === '--sessions') a.sessions = v().split(',').map(Number);
+    else if (flag === '--subscribers') a.subscribers = Number(v());
+    else if (flag === '--turns') a.turns = Number(v());
+    else if (flag === '--steps') a.steps = Number(v());
+    else if (flag === '--preview-every') a.previewEvery = Number(v());
+    else if (flag === '--model') a.model = v();
+    else if (flag === '--backend') a.backend = v();
+    else throw new Error(`unknown option ${flag}`);
+  }
+  return a;
+}
+
+const pct = (xs: number[], p: number): number => {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((x, y) => x - y);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+};
+const r1 = (x: number): number => Math.round(x * 10) / 10;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+interface Server {
+  url: string;
+  wsUrl: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+async function startServer(model: string, batching: boolean, args: Args): Promise<Server> {
+  const port = await freePort();
+  const root = path.resolve(import.meta.dirname, '../..');
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server/main.ts'], {
+    cwd: root,
+    env: {
+      ...process.env,
+      LOG_LEVEL: 'warn',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      DATA_DIR: tempDir('codraw-bench-'),
+      MODEL_PATH: model,
+      TENSOR_BACKEND: args.backend,
+      BATCHING: String(batching),
+      MAX_BATCH_SIZE: '8',
+      PREVIEW_EVERY: String(args.previewEvery),
+      MAX_OPERATIONS_PER_MINUTE: '1000000',
+      MAX_QUEUED_TURNS_PER_SESSION: String(Math.max(8, args.turns)),
+    },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const origin = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+    const ok = await fetch(`${origin}/healthz`).then((r) => r.ok).catch(() => false);
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error('server did not start');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    url: `${origin}/graphql`,
+    wsUrl: `ws://127.0.0.1:${port}/graphql`,
+    child,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+async function gql<T>(url: string, query: string, variables: Record<string, unknown>, token?: string): Promise<T> {
+  const r = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await r.json()) as { data?: T; errors?: unknown[] };
+  if (body.errors || !body.data) throw new Error(JSON.stringify(body.errors));
+  return body.data;
+}
+
+interface FrameMsg {
+  turnId: string;
+  sequence: number;
+  final: boolean;
+  at: string;
+}
+
+interface RunResult {
+  batching: boolean;
+  sessions: number;
+  subscribersPerSession: number;
+  turns: number;
+  wallMs: number;
+  turnLatencyP50Ms: number;
+  turnLatencyP95Ms: number;
+  firstPreviewP50Ms: number;
+  firstPreviewP95Ms: number;
+  previewDeliveryP50Ms: number;
+  previewDeliveryP95Ms: number;
+  framesDelivered: number;
+  turnsPerMinute: number;
+}
+
+async function run(server: Server, batching: boolean, n: number, args: Args): Promise<RunResult> {
+  const clients: Client[] = [];
+  const delivery: number[] = [];
+  const firstPreview = new Map<string, number>();
+  const finalAt = new Map<string, number>();
+  const submittedAt = new Map<string, number>();
+  let framesDelivered = 0;
+  const finals = { count: 0, wake: (): void => undefined };
+
+  const sessions = await Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const c = await gql<{ createSession: { token: string; session: { id: string } } }>(
+        server.url,
+        `mutation($i: CreateSessionInput!) { createSession(input: $i) { token session { id } } }`,
+        { i: { title: `bench ${i}`, name: `teller ${i}` } },
+      );
+      return { id: c.createSession.session.id, teller: c.createSession.token };
+    }),
+  );
+
+  // M subscribers per session: the teller and M-1 observers, each on its own connection.
+  await Promise.all(
+    sessions.map(async (s) => {
+      const tokens = [s.teller];
+      for (let k = 1; k < args.subscribers; k++) {
+        const j = await gql<{ joinSession: { token: string } }>(
+          server.url,
+          `mutation($i: JoinSessionInput!) { joinSession(input: $i) { token } }`,
+          { i: { sessionId: s.id, name: `watcher ${k}`, role: 'OBSERVER' } },
+        );
+        tokens.push(j.joinSession.token);
+      }
+      let live = 0;
+      await new Promise<void>((allLive) => {
+        tokens.forEach((token, k) => {
+          const client = createClient({
+            url: server.wsUrl,
+            webSocketImpl: WebSocket,
+            connectionParams: { authorization: `Bearer ${token}` },
+            retryAttempts: 0,
+          });
+          clients.push(client);
+          client.subscribe<{ turnProgress: FrameMsg }>(
+            { query: `subscription($s: ID!) { turnProgress(sessionId: $s) { turnId sequence final at } }`, variables: { s: s.id } },
+            {
+              next: ({ data }) => {
+                const now = Date.now();
+                const f = data!.turnProgress;
+                framesDelivered++;
+                if (!f.final) delivery.push(now - Date.parse(f.at));
+                if (k !== 0) return;
+                if (!f.final && !firstPreview.has(f.turnId)) firstPreview.set(f.turnId, now);
+                if (f.final) {
+                  finalAt.set(f.turnId, now);
+                  finals.count++;
+                  finals.wake();
+                }
+              },
+              error: (e) => console.error('subscription error', e),
+              complete: () => undefined,
+            },
+          );
+          // Live once the server has the subscription: the participant's online flag flips.
+          void (async () => {
+            for (;;) {
+              const q = await gql<{ session: { me: { online: boolean } } }>(server.url, `query($s: ID!) { session(id: $s) { me { online } } }`, { s: s.id }, token);
+              if (q.session.me.online) break;
+              await new Promise((r) => setTimeout(r, 20));
+            }
+            if (++live === tokens.length) allLive();
+          })();
+        });
+      });
+    }),
+  );
+  const t0 = Date.now();
+  await Promise.all(
+    sessions.map(async (s) => {
+      for (let k = 0; k < args.turns; k++) {
+        const at = Date.now();
+        const d = await gql<{ submitTurn: { id: string } }>(
+          server.url,
+          `mutation($i: SubmitTurnInput!) { submitTurn(input: $i) { id } }`,
+          { i: { sessionId: s.id, instruction: `add a red cube number ${k}`, steps: args.steps, seed: k + 1 } },
+          s.teller,
+        );
+        submittedAt.set(d.submitTurn.id, at);
+      }
+    }),
+  );
+  const total = n * args.turns;
+  await new Promise<void>((resolve) => {
+    finals.wake = () => {
+      if (finals.count >= total) resolve();
+    };
+    finals.wake();
+  });
+  const wallMs = Math.max(...finalAt.values()) - t0;
+  await Promise.all(clients.map((c) => c.dispose()));
+  const latency = [...submittedAt].map(([id, at]) => finalAt.get(id)! - at);
+  const first = [...submittedAt].filter(([id]) => firstPreview.has(id)).map(([id, at]) => firstPreview.get(id)! - at);
+  return {
+    batching,
+    sessions: n,
+    subscribersPerSession: args.subscribers,
+    turns: total,
+    wallMs,
+    turnLatencyP50Ms: r1(pct(latency, 50)),
+    turnLatencyP95Ms: r1(pct(latency, 95)),
+    firstPreviewP50Ms: r1(pct(first, 50)),
+    firstPreviewP95Ms: r1(pct(first, 95)),
+    previewDeliveryP50Ms: r1(pct(delivery, 50)),
+    previewDeliveryP95Ms: r1(pct(delivery, 95)),
+    framesDelivered,
+    turnsPerMinute: r1((total / wallMs) * 60_000),
+  };
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  await initBackend('cpu'); // only to save the tiny checkpoint; the server process picks its own backend
+  const model = args.model ?? (await tinyCheckpoint());
+  const results: RunResult[] = [];
+  for (const batching of [true, false]) {
+    const server = await startServer(model, batching, args);
+    try {
+      const health = (await (await fetch(server.url.replace('/graphql', '/healthz'))).json()) as { engine: Record<string, unknown> };
+      console.log(`server: batching ${batching ? 'on' : 'off'}, engine ${JSON.stringify(health.engine)}`);
+      await run(server, batching, 1, { ...args, subscribers: 1, turns: 1 }); // warm-up (kernels, caches)
+      for (const n of args.sessions) {
+        const r = await run(server, batching, n, args);
+        results.push(r);
+        console.log(
+          `batching ${batching ? 'on ' : 'off'} sessions ${String(n).padStart(2)} x ${args.subscribers} subscribers: ` +
+            `${r.turns} turns in ${r.wallMs} ms (${r.turnsPerMinute} turns/min); latency p50 ${r.turnLatencyP50Ms} p95 ${r.turnLatencyP95Ms} ms; ` +
+            `first preview p50 ${r.firstPreviewP50Ms} ms; preview delivery p50 ${r.previewDeliveryP50Ms} p95 ${r.previewDeliveryP95Ms} ms (${r.framesDelivered} frames)`,
+        );
+      }
+    } finally {
+      await server.stop();
+    }
+  }
+  const maxN = Math.max(...args.sessions);
+  const on = results.find((r) => r.batching && r.sessions === maxN)!;
+  const off = results.find((r) => !r.batching && r.sessions === maxN)!;
+  const speedup = r1(off.wallMs / on.wallMs);
+  const deliveryP95 = Math.max(...results.map((r) => r.previewDeliveryP95Ms));
+  console.log(`batching speed-up at ${maxN} sessions: ${speedup}x (target >= 2); worst preview delivery p95 ${deliveryP95} ms (target < 50)`);
+  console.log(
+    JSON.stringify({
+      bench: 'server',
+      model: model === args.model ? model : 'tiny (temp checkpoint)',
+      steps: args.steps,
+      previewEvery: args.previewEvery,
+      turnsPerSession: args.turns,
+      subscribersPerSession: args.subscribers,
+      results,
+      batchingSpeedup: speedup,
+      worstPreviewDeliveryP95Ms: deliveryP95,
+      targets: { batchingSpeedupAtLeast2: speedup >= 2, previewDeliveryP95Under50ms: deliveryP95 < 50 },
+    }),
+  );
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
