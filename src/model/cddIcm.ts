@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { TextEncoder, VisionEncoder } from './encoders/index.js';
 import { idsTensor, type Tokenizer } from './tokenizer/index.js';
+import { loadClipTokenizer, loadClipWeights, readClipConfig } from './clip/index.js';
 import { GaussianDiffusion, cosineBetas, stopGradient } from './diffusion/index.js';
 import { GatedFusion } from './fusion.js';
 import { IcmHead, cosineSimilarity } from './icm.js';
@@ -271,4 +272,30 @@ export class CddIcm extends Module {
 /** A fresh model from a preset name or a config. */
 export function createModel(config: ModelConfig | string, opts: { tokenizer: Tokenizer; codec?: ImageCodec }): CddIcm {
   return new CddIcm(typeof config === 'string' ? modelConfig(config) : config, opts);
+}
+
+/**
+ * A model whose image, text (and, in pixel space, noisy image) encoder backbones are a pretrained Hugging Face
+ * CLIP checkpoint in a local folder (the paper: CLIP ViT-B/32); projections, fusion, U-Net and heads are fresh.
+ * Encoder sizes and the BPE tokenizer come from the folder; everything else from `config`.
+ */
+export async function createModelFromClip(
+  clipDir: string,
+  config: ModelConfig | string = 'clip-vit-b32',
+  opts: { codec?: ImageCodec } = {},
+): Promise<CddIcm> {
+  const hf = await readClipConfig(clipDir);
+  if (!hf.vision || !hf.text) throw new Error(`${clipDir}: needs both vision and text CLIP configs`);
+  const cfg = typeof config === 'string' ? modelConfig(config) : structuredClone(config);
+  cfg.tokenizer = 'clip-bpe';
+  cfg.vision = hf.vision;
+  cfg.text = hf.text;
+  // In pixel space the noisy encoder has CLIP's shape too and starts from the same weights (plus a fresh
+  // timestep MLP); on latents its input differs, so it stays as configured and starts fresh.
+  if (!cfg.latent) cfg.noisyVision = { ...hf.vision, timeConditioned: true };
+  const tokenizer = await loadClipTokenizer(clipDir, hf.text.contextLength);
+  const model = new CddIcm(cfg, { tokenizer, ...(opts.codec ? { codec: opts.codec } : {}) });
+  const vision = cfg.latent ? [model.imageEncoder] : [model.imageEncoder, model.noisyImageEncoder];
+  await loadClipWeights(clipDir, { vision, text: model.textEncoder });
+  return model;
 }

@@ -13,12 +13,10 @@ import {
   Autoencoder,
   AutoencoderCodec,
   autoencoderWeights,
-  readSafetensors,
   setAutoencoderWeights,
-  writeSafetensors,
   type AutoencoderConfig,
-  type NamedArray,
 } from './autoencoder/index.js';
+import { readSafetensors, writeSafetensors, type TensorToWrite } from './safetensors.js';
 import { tokenizerFromJSON } from './tokenizer/index.js';
 import { CddIcm } from './cddIcm.js';
 import type { ImageCodec } from './codec.js';
@@ -36,37 +34,37 @@ interface ConfigFile {
 }
 
 /** Every model weight as a named float32 array (names are `namedParameters()` keys). */
-export function modelWeights(model: CddIcm): Map<string, NamedArray> {
-  const out = new Map<string, NamedArray>();
+export function modelWeights(model: CddIcm): Map<string, { shape: number[]; data: Float32Array }> {
+  const out = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const [name, v] of model.namedParameters()) out.set(name, { shape: v.shape, data: v.dataSync() as Float32Array });
   return out;
 }
 
 /** Assign named arrays to the model's variables; every variable must be present with its shape. */
-export function setModelWeights(model: CddIcm, tensors: Map<string, NamedArray>): void {
+export function setModelWeights(model: CddIcm, tensors: Map<string, { shape: number[]; data: ArrayLike<number> }>): void {
   for (const [name, v] of model.namedParameters()) {
     const t = tensors.get(name);
     if (!t) throw new Error(`checkpoint: missing weight ${name}`);
     if (t.shape.join(',') !== v.shape.join(',')) throw new Error(`checkpoint: ${name} has shape [${t.shape}], model has [${v.shape}]`);
-    tf.tidy(() => v.assign(tf.tensor(t.data, v.shape, 'float32')));
+    tf.tidy(() => v.assign(tf.tensor(Float32Array.from(t.data), v.shape, 'float32')));
   }
 }
 
 export async function saveCheckpoint(model: CddIcm, dir: string, opts: { dtype?: 'float32' | 'float16' } = {}): Promise<void> {
   await fs.mkdir(dir, { recursive: true });
-  const weights = modelWeights(model);
+  const weights: Map<string, TensorToWrite> = modelWeights(model);
   let codec: ConfigFile['codec'] = null;
   if (model.config.latent) {
     if (!(model.codec instanceof AutoencoderCodec)) throw new Error('saveCheckpoint: a latent model needs an AutoencoderCodec to be saved');
     codec = { kind: 'autoencoder', config: model.codec.autoencoder.config };
-    for (const [k, v] of autoencoderWeights(model.codec.autoencoder, 'codec.')) weights.set(k, v);
+    for (const [k, v] of autoencoderWeights(model.codec.autoencoder, 'codec.')) weights.set(k, { shape: v.shape, data: v.data });
   }
   const tokenizer = model.tokenizer.toJSON();
   const file: ConfigFile = { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, config: model.config, tokenizer, codec };
   await fs.writeFile(join(dir, 'config.json'), JSON.stringify(file, null, 2) + '\n');
   await fs.writeFile(join(dir, 'tokenizer.json'), JSON.stringify(tokenizer) + '\n');
   await writeSafetensors(join(dir, 'model.safetensors'), weights, {
-    floatDtype: opts.dtype === 'float16' ? 'F16' : 'F32',
+    dtype: opts.dtype === 'float16' ? 'F16' : 'F32',
     metadata: { format: CHECKPOINT_FORMAT },
   });
 }
@@ -77,7 +75,7 @@ export async function loadCheckpoint(dir: string, opts: { codec?: ImageCodec } =
   if (file.format !== CHECKPOINT_FORMAT || !file.config) throw new Error(`${dir}: not a ${CHECKPOINT_FORMAT} checkpoint`);
   if ((file.version ?? 0) > CHECKPOINT_VERSION) throw new Error(`${dir}: checkpoint version ${file.version} is newer than this code (${CHECKPOINT_VERSION})`);
   const tokenizer = tokenizerFromJSON(file.tokenizer);
-  const { tensors } = await readSafetensors(join(dir, 'model.safetensors'));
+  const tensors = await readSafetensors(join(dir, 'model.safetensors'));
   let codec = opts.codec;
   if (!codec && file.codec?.kind === 'autoencoder') {
     const ae = new Autoencoder(file.codec.config);
@@ -92,20 +90,19 @@ export async function loadCheckpoint(dir: string, opts: { codec?: ImageCodec } =
 /** Optimizer slots (named tensors) and trainer state (JSON) for resuming: optimizer.safetensors + trainer.json. */
 export async function saveOptimizerState(dir: string, tensors: Map<string, tf.Tensor>, state: unknown): Promise<void> {
   await fs.mkdir(dir, { recursive: true });
-  const arrays = new Map<string, NamedArray>();
-  for (const [k, t] of tensors) {
-    const data = t.dtype === 'int32' ? Int32Array.from(t.dataSync()) : Float32Array.from(t.dataSync());
-    arrays.set(k, { shape: t.shape, data });
-  }
-  await writeSafetensors(join(dir, 'optimizer.safetensors'), arrays, { floatDtype: 'F32' });
+  const arrays = new Map<string, TensorToWrite>();
+  for (const [k, t] of tensors) arrays.set(k, { shape: t.shape, data: t.dataSync(), dtype: t.dtype === 'int32' ? 'I32' : 'F32' });
+  await writeSafetensors(join(dir, 'optimizer.safetensors'), arrays, { dtype: 'F32' });
   await fs.writeFile(join(dir, 'trainer.json'), JSON.stringify(state, null, 2) + '\n');
 }
 
 /** Inverse of saveOptimizerState; the caller owns (and disposes) the returned tensors. */
 export async function loadOptimizerState(dir: string): Promise<{ tensors: Map<string, tf.Tensor>; state: unknown }> {
-  const { tensors: arrays } = await readSafetensors(join(dir, 'optimizer.safetensors'));
+  const arrays = await readSafetensors(join(dir, 'optimizer.safetensors'));
   const tensors = new Map<string, tf.Tensor>();
-  for (const [k, a] of arrays) tensors.set(k, tf.tensor(a.data, a.shape, a.data instanceof Int32Array ? 'int32' : 'float32'));
+  for (const [k, a] of arrays) {
+    tensors.set(k, a.dtype === 'I32' ? tf.tensor(Int32Array.from(a.data), a.shape, 'int32') : tf.tensor(a.data, a.shape, 'float32'));
+  }
   const state = JSON.parse(await fs.readFile(join(dir, 'trainer.json'), 'utf8')) as unknown;
   return { tensors, state };
 }

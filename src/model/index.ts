@@ -12,6 +12,7 @@ export * from './diffusion/index.js';
 export {
   CddIcm,
   createModel,
+  createModelFromClip,
   type TurnBatch,
   type LossOptions,
   type Losses,
@@ -35,11 +36,5 @@ export {
   type AutoencoderConfig,
   type AutoencoderLosses,
 } from './autoencoder/index.js';
-export {
-  encodeSafetensors,
-  decodeSafetensors,
-  readSafetensors,
-  writeSafetensors,
-  type NamedArray,
-  type SafeDtype,
-} from './autoencoder/index.js';
+export * from './safetensors.js';
+export * from './clip/index.js';
