@@ -1,9 +1,15 @@
 /**
  * Tensor backend selection, done once at start-up. Order for `auto`: `tensorflow` (tfjs-node-gpu, then
- * tfjs-node, when installed and loadable) -> `native-cpu` (our oneDNN addon) -> stock `cpu` (with a loud
- * warning: it is orders of magnitude slower). An explicit preference is tried first; if it cannot be
- * satisfied the next one down the chain is used and the failure is logged.
- * Every program entry calls initBackend once before tensor work.
+ * tfjs-node, when installed and loadable) -> `native-cpu` (our oneDNN addon, see kernels.ts) -> stock `cpu`
+ * (with a loud warning: it is orders of magnitude slower). An explicit preference is tried first; if it cannot
+ * be satisfied the next one down the chain is used and the failure is logged.
+ * Every program entry calls initBackend once before tensor work; it also registers tfjs' gradients.
+ *
+ * Configuration (read here or by the libraries, all optional):
+ * - TENSOR_BACKEND / `--backend NAME`: the preference (parse with parseBackendFlag; callers pass it in).
+ * - OMP_NUM_THREADS: threads of the native kernels (default: all cores); reported as BackendInfo.threads.
+ * - OMP_WAIT_POLICY / GOMP_SPINCOUNT: idle OpenMP workers sleep by default (PASSIVE, see addon.ts).
+ * - TFJS_NATIVE_ADDON: path of a tfjs_native.node to load instead of native/build/Release's.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';

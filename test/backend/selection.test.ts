@@ -1,5 +1,6 @@
 /** Backend selection, configuration parsing, and the stock-kernel fallback of native-cpu. */
 import * as tf from '@tensorflow/tfjs-core';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { backendInfo, fallbackCounts, initBackend, loadAddon, nativeKernelNames, parseBackendFlag } from '../../src/backend/index.js';
 import { compareBackends, nativeActive, randInput, rng } from './helpers.js';
@@ -56,6 +57,15 @@ d('native-cpu fallback to stock kernels', () => {
     const stock = new Set(tf.getKernelsForBackend('cpu').map((k) => k.kernelName));
     const ours = new Set(tf.getKernelsForBackend('native-cpu').map((k) => k.kernelName));
     expect([...stock].filter((k) => !ours.has(k))).toEqual([]);
+  });
+
+  it('keeps a single threading runtime in the process: GNU OpenMP only, no OpenBLAS/TBB/Intel or LLVM OpenMP', () => {
+    if (!existsSync('/proc/self/maps')) return;
+    const libs = new Set(readFileSync('/proc/self/maps', 'utf8').split('\n').map((l) => l.split(/\s+/)[5] ?? '').filter((p) => p.includes('.so')));
+    const names = [...libs].map((p) => p.split('/').pop()!);
+    expect(names.some((n) => n.startsWith('libdnnl'))).toBe(true);
+    expect(names.some((n) => n.startsWith('libgomp'))).toBe(true);
+    expect(names.filter((n) => /^(libopenblas|libtbb|libiomp|libomp\.)/.test(n))).toEqual([]);
   });
 
   it('int32 inputs go to the stock kernels and give the stock results', async () => {
