@@ -49,6 +49,7 @@ export interface EngineCoreOptions {
   /** How long the loop lets preview encodings finish before the next step. */
   previewGraceMs: number;
   onBatch?: (info: BatchInfo) => void;
+  backend?: { name: string; device: string; threads: number };
 }
 
 /** Weight of the newest step time in the running mean used for etaMs. */
@@ -119,7 +120,7 @@ export class Engine implements GenerationEngine {
   status(): EngineStatus {
     let b: { name: string; device: string; threads: number };
     try {
-      b = backendInfo();
+      b = this.o.backend ?? backendInfo();
     } catch {
       b = { name: 'uninitialised', device: 'none', threads: 0 };
     }

@@ -28,5 +28,6 @@ export function createEngine(options: EngineOptions): GenerationEngine & { ready
     joinWaitMs: options.joinWaitMs ?? 25,
     previewGraceMs: options.previewGraceMs ?? 2,
     ...(options.onBatch ? { onBatch: options.onBatch } : {}),
+    ...(options.backend ? { backend: options.backend } : {}),
   });
 }

@@ -111,6 +111,8 @@ export interface EngineOptions {
    * Default 2.
    */
   previewGraceMs?: number;
+  /** Backend reported by status(); default: src/backend's backendInfo() at the time of the call. */
+  backend?: { name: string; device: string; threads: number };
   /** Called after every step with the batch it ran. */
   onBatch?(info: BatchInfo): void;
 }

@@ -369,6 +369,11 @@ describe('engine', () => {
     expect(hooks.references.get('a2')).toBe(hooks.background);
   });
 
+  test('status reports the backend it is given', async () => {
+    const { engine } = start(new RecordingHooks(), { backend: { name: 'tensorflow', device: 'gpu:0', threads: 8 } });
+    expect(engine.status()).toMatchObject({ backend: 'tensorflow', device: 'gpu:0', threads: 8, queueLength: 0, busy: false, running: 0 });
+  });
+
   test('rejects bad options', () => {
     const hooks = new RecordingHooks();
     expect(() => createEngine({ hooks })).toThrow(/exactly one/);
