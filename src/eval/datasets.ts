@@ -43,7 +43,7 @@ export function locate(objects: readonly SceneObject[]): LocatedObject[] {
 }
 
 /**
- * Default architecture per dataset: i-CLEVR at 64x64 (24 classes of simple solids), CoDraw at 128x128 (58 clip-art
+ * Default architecture per dataset: i-CLEVR at 64x64 on an 8x8 grid (24 classes of simple solids), CoDraw at 128x128 on an 8x8 grid (58 clip-art
  * classes, small far objects). Class weights are filled in by `classWeightsFrom`.
  */
 export function defaultDetectorConfig(dataset: Dataset, seed = 1): DetectorConfig {
@@ -62,8 +62,8 @@ export function defaultDetectorConfig(dataset: Dataset, seed = 1): DetectorConfi
     seed,
   };
   return dataset === 'iclevr'
-    ? { ...base, inputSize: 64, channels: [16, 32, 64, 128], hidden: 256 }
-    : { ...base, inputSize: 128, channels: [16, 32, 64, 128, 192], hidden: 384 };
+    ? { ...base, inputSize: 64, channels: [16, 32, 64], hidden: 64 }
+    : { ...base, inputSize: 128, channels: [16, 24, 48, 96], stageConvs: [0, 0, 1, 1], normMaxSide: 16, hidden: 96 };
 }
 
 /**

@@ -8,7 +8,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { Conv2d, Module, nextSeed, resetSeed } from '../model/nn.js';
+import { Conv, GroupNorm, Layer, SeedStream } from './layers.js';
 import { imagesToTensor, resizeImage, type RgbImage } from '../data/index.js';
 import { readSafetensorsFile, writeSafetensorsFile, type NamedArray, type StDtype } from './safetensors.js';
 import type { LocatedObject } from './metrics.js';
@@ -28,8 +28,16 @@ export interface DetectorConfig {
   coords: 2 | 3;
   /** Number of depth levels when coords = 3 (CoDraw: 3); the regressed depth in [0, 1] maps to 0..levels-1. */
   depthLevels?: number;
-  /** Channels of each stride-2 stage (the last stage's map is flattened). */
+  /** Channels of each stride-2 stage; the head works on the last stage's map (input / 2^stages per side). */
   channels: number[];
+  /** Stride-1 3x3 convolutions after each stage's stride-2 one (default 1 each; 0 makes a cheap stem). */
+  stageConvs?: number[];
+  /**
+   * GroupNorm only on maps whose side is at most this (default: every map). GroupNorm on large maps costs more
+   * than the convolutions on a CPU, and the first layers train well without it.
+   */
+  normMaxSide?: number;
+  /** Channels of the head's 3x3 convolution. */
   hidden: number;
   groups: number;
   /** Per-class weights of the BCE term (rarer classes weigh more), fixed at creation. */
@@ -53,99 +61,106 @@ export interface DetectorLosses {
   coord: tf.Scalar;
 }
 
-/*
- * Dense and GroupNorm written with functional tfjs ops only: tfjs-core's Node entry does not register the chained
- * tensor methods (x.reshape) that nn.ts's Linear and GroupNorm call.
+class Stage extends Layer {
+  private readonly down: Conv;
+  private readonly n1: GroupNorm | null;
+  private readonly convs: { conv: Conv; norm: GroupNorm | null }[] = [];
+  constructor(inC: number, outC: number, groups: number, seeds: SeedStream, extraConvs: number, norm: boolean) {
+    super();
+    const g = Math.min(groups, outC);
+    this.down = this.child('down', new Conv(inC, outC, 3, seeds, 2));
+    this.n1 = norm ? this.child('norm1', new GroupNorm(g, outC)) : null;
+    // Names of the first extra conv match the original two-conv stage ("conv", "norm2").
+    for (let i = 0; i < extraConvs; i++) {
+      const sfx = i === 0 ? '' : String(i + 1);
+      const conv = this.child(`conv${sfx}`, new Conv(outC, outC, 3, seeds));
+      this.convs.push({ conv, norm: norm ? this.child(`norm2${sfx}`, new GroupNorm(g, outC)) : null });
+    }
+  }
+  apply(x: tf.Tensor4D): tf.Tensor4D {
+    return tf.tidy(() => {
+      const down = this.down.apply(x);
+      let h = tf.relu(this.n1 ? this.n1.apply(down) : down);
+      for (const { conv, norm } of this.convs) {
+        const y = conv.apply(h);
+        h = tf.relu(norm ? norm.apply(y) : y);
+      }
+      return h;
+    });
+  }
+}
+
+/**
+ * Backbone of stride-2 stages, then a per-class heatmap head (CenterNet-like, which learns far faster than a
+ * flattened fully-connected head on a CPU budget): for class k a logit map L_k over the final grid,
+ * presence logit = logsumexp of L_k over the grid, location = softmax(L_k)-weighted mean of cell centres plus
+ * per-cell offsets (and, for CoDraw, of a per-cell depth estimate).
  */
-class Dense extends Module {
-  private readonly w: tf.Variable;
-  private readonly b: tf.Variable;
-  constructor(inF: number, outF: number) {
-    super();
-    const limit = Math.sqrt(1 / inF);
-    this.w = this.param('weight', tf.randomUniform([inF, outF], -limit, limit, 'float32', nextSeed()));
-    this.b = this.param('bias', tf.zeros([outF]));
-  }
-  apply(x: tf.Tensor2D): tf.Tensor2D {
-    return tf.tidy(() => tf.add(tf.matMul(x, this.w as tf.Tensor2D), this.b));
-  }
-}
-
-class GroupNorm2d extends Module {
-  private readonly gamma: tf.Variable;
-  private readonly beta: tf.Variable;
-  constructor(private readonly groups: number, channels: number, private readonly eps = 1e-5) {
-    super();
-    if (channels % groups !== 0) throw new Error(`GroupNorm: ${channels} channels not divisible by ${groups} groups`);
-    this.gamma = this.param('weight', tf.ones([channels]));
-    this.beta = this.param('bias', tf.zeros([channels]));
-  }
-  apply(x: tf.Tensor4D): tf.Tensor4D {
-    return tf.tidy(() => {
-      const [n, h, w, c] = x.shape;
-      const g = tf.reshape(x, [n, h * w, this.groups, c / this.groups]);
-      const { mean, variance } = tf.moments(g, [1, 3], true);
-      const xn = tf.reshape(tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, this.eps))), [n, h, w, c]);
-      return tf.add(tf.mul(xn, this.gamma), this.beta) as tf.Tensor4D;
-    });
-  }
-}
-
-class Stage extends Module {
-  private readonly down: Conv2d;
-  private readonly n1: GroupNorm2d;
-  private readonly conv: Conv2d;
-  private readonly n2: GroupNorm2d;
-  constructor(inC: number, outC: number, groups: number) {
-    super();
-    this.down = this.child('down', new Conv2d(inC, outC, 3, { stride: 2 }));
-    this.n1 = this.child('norm1', new GroupNorm2d(Math.min(groups, outC), outC));
-    this.conv = this.child('conv', new Conv2d(outC, outC, 3));
-    this.n2 = this.child('norm2', new GroupNorm2d(Math.min(groups, outC), outC));
-  }
-  apply(x: tf.Tensor4D): tf.Tensor4D {
-    return tf.tidy(() => {
-      const h = tf.relu(this.n1.apply(this.down.apply(x)));
-      return tf.relu(this.n2.apply(this.conv.apply(h)));
-    });
-  }
-}
-
-export class ObjectDetector extends Module {
+export class ObjectDetector extends Layer {
   private readonly stages: Stage[] = [];
-  private readonly fc: Dense;
-  private readonly presenceHead: Dense;
-  private readonly coordHead: Dense;
+  private readonly headConv: Conv;
+  private readonly headNorm: GroupNorm;
+  private readonly presenceConv: Conv;
+  private readonly geometryConv: Conv;
   private readonly weights: tf.Tensor1D;
-  readonly featureSize: number;
+  private readonly gridX: tf.Tensor2D;
+  private readonly gridY: tf.Tensor2D;
+  /** Side of the final grid. */
+  readonly grid: number;
 
   constructor(readonly config: DetectorConfig) {
     super();
-    resetSeed(config.seed);
+    const seeds = new SeedStream(config.seed);
     let c = 3;
     config.channels.forEach((ch, i) => {
-      this.stages.push(this.child(`stage${i}`, new Stage(c, ch, config.groups)));
+      const side = config.inputSize / 2 ** (i + 1);
+      const norm = side <= (config.normMaxSide ?? Infinity);
+      this.stages.push(this.child(`stage${i}`, new Stage(c, ch, config.groups, seeds, config.stageConvs?.[i] ?? 1, norm)));
       c = ch;
     });
-    const spatial = config.inputSize / 2 ** config.channels.length;
-    if (!Number.isInteger(spatial) || spatial < 1) throw new Error(`detector: input ${config.inputSize} not divisible by 2^${config.channels.length}`);
-    this.featureSize = spatial * spatial * c;
+    const grid = config.inputSize / 2 ** config.channels.length;
+    if (!Number.isInteger(grid) || grid < 1) throw new Error(`detector: input ${config.inputSize} not divisible by 2^${config.channels.length}`);
+    this.grid = grid;
     const k = config.classes.length;
-    this.fc = this.child('fc', new Dense(this.featureSize, config.hidden));
-    this.presenceHead = this.child('presence', new Dense(config.hidden, k));
-    this.coordHead = this.child('coords', new Dense(config.hidden, k * config.coords));
+    this.headConv = this.child('head', new Conv(c, config.hidden, 3, seeds));
+    this.headNorm = this.child('headNorm', new GroupNorm(Math.min(config.groups, config.hidden), config.hidden));
+    this.presenceConv = this.child('presence', new Conv(config.hidden, k, 1, seeds));
+    // Offsets x, y per class (and depth), one 1x1 convolution: [x offsets K | y offsets K | depth K].
+    this.geometryConv = this.child('geometry', new Conv(config.hidden, k * config.coords, 1, seeds));
+    // Start every class near "absent" (sum of exp over the grid = e^-3: sigmoid ~ 0.05).
+    this.presenceConv.bias.assign(tf.fill([k], -Math.log(grid * grid) - 3));
     if (config.classWeights.length !== k) throw new Error('detector: classWeights length differs from classes');
     this.weights = tf.tensor1d(config.classWeights);
+    const centres = Array.from({ length: grid * grid }, (_, i) => [((i % grid) + 0.5) / grid, (Math.floor(i / grid) + 0.5) / grid] as const);
+    this.gridX = tf.tensor2d(centres.map((p) => p[0]), [grid * grid, 1]);
+    this.gridY = tf.tensor2d(centres.map((p) => p[1]), [grid * grid, 1]);
   }
 
   /** images: [B, S, S, 3] in [-1, 1] at the input size. Returns presence logits [B, K], coordinates [B, K, C] in [0, 1]. */
   forward(images: tf.Tensor4D): { logits: tf.Tensor2D; coords: tf.Tensor3D } {
     return tf.tidy(() => {
+      const b = images.shape[0];
+      const k = this.config.classes.length;
+      const cells = this.grid * this.grid;
       let h = images;
       for (const s of this.stages) h = s.apply(h);
-      const f = tf.relu(this.fc.apply(tf.reshape(h, [h.shape[0], this.featureSize]) as tf.Tensor2D));
-      const logits = this.presenceHead.apply(f);
-      const coords = tf.reshape(tf.sigmoid(this.coordHead.apply(f)), [h.shape[0], this.config.classes.length, this.config.coords]) as tf.Tensor3D;
+      h = tf.relu(this.headNorm.apply(this.headConv.apply(h)));
+      const maps = tf.reshape(this.presenceConv.apply(h), [b, cells, k]);
+      const logits = tf.logSumExp(maps, 1) as tf.Tensor2D; // [B, K]
+      const attn = tf.exp(tf.sub(maps, tf.expandDims(logits, 1))); // softmax over the grid, [B, cells, K]
+      // Channels [x offsets K | y offsets K | depth K]; slices, not tf.unstack (which is slow on CPU backends).
+      const geo = tf.reshape(this.geometryConv.apply(h), [b, cells, this.config.coords * k]);
+      const part = (j: number) => tf.slice(geo, [0, 0, j * k], [b, cells, k]);
+      const ox = part(0);
+      const oy = part(1);
+      const oz = this.config.coords === 3 ? part(2) : null;
+      // Cell centre plus an offset of at most half a cell.
+      const half = 0.5 / this.grid;
+      const px = tf.add(this.gridX, tf.mul(tf.tanh(ox), half));
+      const py = tf.add(this.gridY, tf.mul(tf.tanh(oy), half));
+      const parts = [tf.sum(tf.mul(attn, px), 1), tf.sum(tf.mul(attn, py), 1)];
+      if (oz) parts.push(tf.sum(tf.mul(attn, tf.sigmoid(oz)), 1));
+      const coords = tf.clipByValue(tf.stack(parts, 2), 0, 1) as tf.Tensor3D;
       return { logits, coords };
     });
   }
@@ -208,7 +223,7 @@ export class ObjectDetector extends Module {
 
   override dispose(): void {
     super.dispose();
-    this.weights.dispose();
+    tf.dispose([this.weights, this.gridX, this.gridY]);
   }
 }
 
