@@ -369,6 +369,59 @@ describe('engine', () => {
     expect(hooks.references.get('a2')).toBe(hooks.background);
   });
 
+  test('randomised enqueue and cancel: every turn ends exactly once, a session never has two turns in flight', async () => {
+    let seed = 42;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const hooks = new RecordingHooks();
+    const sessions = ['S0', 'S1', 'S2', 'S3'];
+    const enqueued: Array<{ id: string; session: string }> = [];
+    let n = 0;
+    const { engine } = start(hooks, {
+      maxBatchSize: 3,
+      previewEvery: 1,
+      onBatch: () => {
+        if (n < 24 && rnd() < 0.6) add();
+        if (rnd() < 0.25 && enqueued.length > 0) engine.cancel(enqueued[Math.floor(rnd() * enqueued.length)]!.id);
+      },
+    });
+    const add = () => {
+      const session = sessions[Math.floor(rnd() * sessions.length)]!;
+      const id = `t${n++}`;
+      hooks.add(id, session, { steps: 1 + Math.floor(rnd() * 3), seed: n });
+      enqueued.push({ id, session });
+      engine.enqueue(session, id);
+    };
+    for (let i = 0; i < 6; i++) add();
+    // Keep feeding until 24 turns exist, then wait for all of them.
+    while (n < 24) {
+      await Promise.all(enqueued.map((t) => hooks.outcome(t.id)));
+      if (n < 24) add();
+    }
+    await Promise.all(enqueued.map((t) => hooks.outcome(t.id)));
+    const terminal = (e: { type: string }) => e.type === 'finished' || e.type === 'failed' || e.type === 'cancelled';
+    for (const { id } of enqueued) {
+      expect(hooks.events.filter((e) => e.turnId === id && terminal(e))).toHaveLength(1);
+      expect(hooks.of('failed', id)).toEqual([]);
+      const started = hooks.indexOf('start', id);
+      const ended = hooks.events.findIndex((e) => e.turnId === id && terminal(e));
+      // Progress only while running.
+      for (const [i, e] of hooks.events.entries()) if (e.type === 'progress' && e.turnId === id) expect(i > started && i < ended).toBe(true);
+    }
+    for (const session of sessions) {
+      const mine = enqueued.filter((t) => t.session === session).map((t) => t.id);
+      const started = hooks.of('start').map((e) => e.turnId).filter((id) => mine.includes(id));
+      // Starts follow enqueue order (turns cancelled while queued are skipped) ...
+      expect(started).toEqual(mine.filter((id) => started.includes(id)));
+      // ... and each starts only after the previous one of the session has ended.
+      for (let i = 1; i < started.length; i++) {
+        const prevEnd = hooks.events.findIndex((e) => e.turnId === started[i - 1] && terminal(e));
+        expect(hooks.indexOf('start', started[i]!)).toBeGreaterThan(prevEnd);
+      }
+    }
+    expect(hooks.of('finished').length).toBeGreaterThan(0);
+    expect(hooks.of('cancelled').length).toBeGreaterThan(0);
+  });
+
   test('status reports the backend it is given', async () => {
     const { engine } = start(new RecordingHooks(), { backend: { name: 'tensorflow', device: 'gpu:0', threads: 8 } });
     expect(engine.status()).toMatchObject({ backend: 'tensorflow', device: 'gpu:0', threads: 8, queueLength: 0, busy: false, running: 0 });
