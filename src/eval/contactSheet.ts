@@ -19,9 +19,9 @@ const HEADER_H = 16;
 
 /** PNG bytes of the contact sheet. */
 export function contactSheet(results: readonly EpisodeResult[], opts: ContactSheetOptions = {}): Buffer {
-  const shown = results.slice(0, opts.maxEpisodes ?? 24);
-  if (shown.length === 0) throw new Error('contactSheet: no episodes');
-  const first = shown[0]!.turns[0]!.groundTruth;
+  const shown = results.filter((r) => r.turns.every((t) => t.groundTruth && t.generated)).slice(0, opts.maxEpisodes ?? 24);
+  if (shown.length === 0) throw new Error('contactSheet: no episodes with images');
+  const first = shown[0]!.turns[0]!.groundTruth!;
   const cell = opts.cell ?? Math.max(64, first.width);
   const cols = Math.max(...shown.map((r) => r.turns.length));
   const blockH = HEADER_H + 2 * cell + GAP;
@@ -54,8 +54,8 @@ export function contactSheet(results: readonly EpisodeResult[], opts: ContactShe
     ctx.fillText('gen', GAP, top + HEADER_H + cell + GAP + cell / 2);
     r.turns.forEach((t, c) => {
       const x = LABEL_W + c * (cell + GAP);
-      put(t.groundTruth, x, top + HEADER_H);
-      put(t.generated, x, top + HEADER_H + cell + GAP);
+      put(t.groundTruth!, x, top + HEADER_H);
+      put(t.generated!, x, top + HEADER_H + cell + GAP);
       ctx.fillStyle = '#ffffff';
       ctx.fillRect(x, top + HEADER_H + 2 * cell + GAP - 13, 52, 13);
       ctx.fillStyle = '#000000';

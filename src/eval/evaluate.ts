@@ -28,13 +28,15 @@ export interface ModelEvalOptions {
   /** After each denoising step of the current batch. */
   onStep?(step: number, total: number): void;
   signal?: AbortSignal;
+  /** Keep the images of this many episodes in the results (for the contact sheet); default 24. */
+  keepImages?: number;
 }
 
 export interface TurnResult {
   text: string;
-  /** Ground-truth rendering and generated image (model size). */
-  groundTruth: RgbImage;
-  generated: RgbImage;
+  /** Ground-truth rendering and generated image (model size); kept for the first `keepImages` episodes only. */
+  groundTruth?: RgbImage;
+  generated?: RgbImage;
   annotations: LocatedObject[];
   gtDetections: Detection[];
   genDetections: Detection[];
@@ -115,10 +117,10 @@ export async function evaluateModel(
     let k = 0;
     group.forEach((e, i) => {
       const turns: TurnResult[] = e.turns.map((turn, t) => {
+        const keep = results.length < (opts.keepImages ?? 24);
         const r: TurnResult = {
           text: turn.text,
-          groundTruth: gts[i]![t]!,
-          generated: gens[i]![t]!,
+          ...(keep ? { groundTruth: gts[i]![t]!, generated: gens[i]![t]! } : {}),
           annotations: locate(turn.objects),
           gtDetections: gtDet[k]!,
           genDetections: genDet[k]!,

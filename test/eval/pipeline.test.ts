@@ -56,8 +56,8 @@ describe('evaluateModel', () => {
     expect(it1.perTurn).toHaveLength(5);
     const r = it1.results[0]!;
     expect(r.turns).toHaveLength(5);
-    expect(r.turns[0]!.generated.width).toBe(model.config.imageSize);
-    expect(r.turns[0]!.groundTruth.width).toBe(model.config.imageSize);
+    expect(r.turns[0]!.generated!.width).toBe(model.config.imageSize);
+    expect(r.turns[0]!.groundTruth!.width).toBe(model.config.imageSize);
     // Every class is detected in both images: precision = recall = F1 = 1, RSIM = 1 x graph agreement.
     expect(it1.f1).toBe(1);
     expect(it1.rsim).toBeGreaterThan(0);
@@ -67,8 +67,8 @@ describe('evaluateModel', () => {
     expect(it1.detectorReference.precision).toBeCloseTo((1 + 2 + 3 + 4 + 5) / 5 / 24, 6);
     // Same seeds: turn 1 (same blank reference) is identical; turn 2 differs because its reference differs.
     const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
-    expect(same(it1.results[0]!.turns[0]!.generated.data, tf1.results[0]!.turns[0]!.generated.data)).toBe(true);
-    expect(same(it1.results[0]!.turns[1]!.generated.data, tf1.results[0]!.turns[1]!.generated.data)).toBe(false);
+    expect(same(it1.results[0]!.turns[0]!.generated!.data, tf1.results[0]!.turns[0]!.generated!.data)).toBe(true);
+    expect(same(it1.results[0]!.turns[1]!.generated!.data, tf1.results[0]!.turns[1]!.generated!.data)).toBe(false);
 
     const png = contactSheet(it1.results);
     const img = await decodePng(png);
