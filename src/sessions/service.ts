@@ -179,6 +179,8 @@ export class SessionsService implements EngineHooks {
   private readonly sequences = new Map<string, number>();
   /** Live subscriptions per participant (online while > 0). */
   private readonly connections = new Map<string, number>();
+  /** Live subscriptions per participant. */
+  private readonly live = new Map<string, Set<Subscription<unknown>>>();
   /** Turns this process marked RUNNING (put back to QUEUED on drain). */
   private readonly running = new Set<string>();
   private accepting = true;
@@ -327,6 +329,7 @@ export class SessionsService implements EngineHooks {
       this.db.participant.update({ where: { id: me.id }, data: { leftAt: new Date(), online: false } }),
     );
     this.emit({ kind: 'PARTICIPANT_LEFT', sessionId, participant: p });
+    this.endSubscriptions(me.id);
     return p;
   }
 
@@ -767,10 +770,7 @@ export class SessionsService implements EngineHooks {
     backlogged?: () => boolean,
   ): Promise<Subscription<SessionEvent>> {
     const me = await this.requireMember(tokenHash, sessionId);
-    let release = (): void => undefined;
-    const sub = this.pubsub.subscribe<SessionEvent>(sessionTopic(sessionId), { backlogged, onClose: () => release() });
-    release = await this.connect(me);
-    return sub;
+    return this.track(me, (onClose) => this.pubsub.subscribe<SessionEvent>(sessionTopic(sessionId), { backlogged, onClose }));
   }
 
   /** Progress frames of a session the caller has joined; preview frames conflate per turn for slow subscribers. */
@@ -780,15 +780,42 @@ export class SessionsService implements EngineHooks {
     backlogged?: () => boolean,
   ): Promise<Subscription<TurnProgressFrame>> {
     const me = await this.requireMember(tokenHash, sessionId);
-    let release = (): void => undefined;
-    const sub = this.pubsub.subscribe<TurnProgressFrame>(progressTopic(sessionId), {
-      // Latest frame wins: an undelivered preview of a turn is replaced by a newer one; final frames are kept.
-      conflationKey: (f) => (f.final ? null : `preview:${f.turnId}`),
-      backlogged,
-      onClose: () => release(),
+    return this.track(me, (onClose) =>
+      this.pubsub.subscribe<TurnProgressFrame>(progressTopic(sessionId), {
+        // Latest frame wins: an undelivered preview of a turn is replaced by a newer one; final frames are kept.
+        conflationKey: (f) => (f.final ? null : `preview:${f.turnId}`),
+        backlogged,
+        onClose,
+      }),
+    );
+  }
+
+  /**
+   * Make a subscription of a participant and keep it while it lives: the participant is online while they have
+   * one, and leaving the session ends them all (a participant who left no longer reads the session).
+   */
+  private async track<T>(p: ParticipantRecord, make: (onClose: () => void) => Subscription<T>): Promise<Subscription<T>> {
+    let release: (() => void) | null = null;
+    let ended = false;
+    const sub = make(() => {
+      ended = true;
+      this.live.get(p.id)?.delete(sub as Subscription<unknown>);
+      release?.();
     });
-    release = await this.connect(me);
+    let set = this.live.get(p.id);
+    if (!set) this.live.set(p.id, (set = new Set()));
+    set.add(sub as Subscription<unknown>);
+    const r = await this.connect(p);
+    if (ended) r();
+    else release = r;
     return sub;
+  }
+
+  /** End every subscription of a participant. */
+  private endSubscriptions(participantId: string): void {
+    const set = this.live.get(participantId);
+    this.live.delete(participantId);
+    for (const sub of set ?? []) void sub.return();
   }
 
   /** Count a live subscription of a participant; the first makes them online, the last one's end offline. */

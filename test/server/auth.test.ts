@@ -117,10 +117,15 @@ describe('nobody reads or subscribes to a session they have not joined', () => {
     const drawer = await join(s, sessionId, 'DRAWER', 'Leaver');
     const ev = new Collector<EventItem>(s.ws(teller), EVENTS, { sessionId }, (d) => d.sessionEvents as EventItem);
     await ev.until((e) => e.some((x) => x.kind === 'PARTICIPANT_ONLINE'), 10_000, 'online');
+    const theirs = new Collector<EventItem>(s.ws(drawer), EVENTS, { sessionId }, (d) => d.sessionEvents as EventItem);
+    await ev.until((e) => e.some((x) => x.kind === 'PARTICIPANT_ONLINE' && x.participant?.name === 'Leaver'), 10_000, 'drawer online');
     const left = await s.ok<{ leaveSession: { left: boolean } }>(`mutation($s: ID!) { leaveSession(sessionId: $s) { left } }`, { s: sessionId }, drawer);
     expect(left.leaveSession.left).toBe(true);
     expect(code(await s.gql(SESSION, { id: sessionId }, drawer))).toBe('FORBIDDEN');
     await ev.until((e) => e.some((x) => x.kind === 'PARTICIPANT_LEFT' && x.participant?.name === 'Leaver'), 10_000, 'left event');
+    // Their open subscription ended with the leave, and they show as offline.
+    await theirs.ended();
+    expect(ev.items.find((x) => x.kind === 'PARTICIPANT_LEFT')?.participant?.online).toBe(false);
     ev.unsubscribe();
   });
 });
