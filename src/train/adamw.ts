@@ -6,7 +6,12 @@
  * exactly as PyTorch's AdamW does.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { NamedArray } from '../model/autoencoder/index.js';
+
+/** A named array of optimizer state (float32, row-major). */
+export interface NamedArray {
+  shape: number[];
+  data: Float32Array;
+}
 
 export interface ParamGroup {
   /** For logs only. */
@@ -119,8 +124,8 @@ export class AdamW {
   /** The moments as named arrays (`m.<param>`, `v.<param>`), for optimizer.safetensors. */
   stateArrays(): Map<string, NamedArray> {
     const out = new Map<string, NamedArray>();
-    for (const [name, m] of this.m) out.set(`m.${name}`, { shape: m.shape, data: m.dataSync() as Float32Array });
-    for (const [name, v] of this.v) out.set(`v.${name}`, { shape: v.shape, data: v.dataSync() as Float32Array });
+    for (const [name, m] of this.m) out.set(`m.${name}`, { shape: m.shape, data: Float32Array.from(m.dataSync()) });
+    for (const [name, v] of this.v) out.set(`v.${name}`, { shape: v.shape, data: Float32Array.from(v.dataSync()) });
     return out;
   }
 

@@ -5,7 +5,8 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { readSafetensors, writeSafetensors, type NamedArray } from '../model/index.js';
+import { readSafetensors, writeSafetensors } from '../model/index.js';
+import type { NamedArray } from './adamw.js';
 
 /** Write a folder through `write(tmpDir)`, then atomically replace `dir` with it. */
 export async function writeFolderAtomically(dir: string, write: (tmp: string) => Promise<void>): Promise<void> {
@@ -29,12 +30,13 @@ export function resolveFolder(dir: string, marker = 'trainer.json'): string | nu
 
 /** optimizer.safetensors + trainer.json (the layout of the model part's checkpoint documentation). */
 export async function writeTrainerState(dir: string, optimizer: Map<string, NamedArray>, state: unknown): Promise<void> {
-  await writeSafetensors(join(dir, 'optimizer.safetensors'), optimizer, { floatDtype: 'F32' });
+  await writeSafetensors(join(dir, 'optimizer.safetensors'), optimizer, { dtype: 'F32' });
   await fs.writeFile(join(dir, 'trainer.json'), JSON.stringify(state, null, 2) + '\n');
 }
 
 export async function readTrainerState<S>(dir: string): Promise<{ optimizer: Map<string, NamedArray>; state: S }> {
-  const { tensors } = await readSafetensors(join(dir, 'optimizer.safetensors'));
+  const tensors = new Map<string, NamedArray>();
+  for (const [k, t] of await readSafetensors(join(dir, 'optimizer.safetensors'))) tensors.set(k, { shape: t.shape, data: t.data });
   const state = JSON.parse(await fs.readFile(join(dir, 'trainer.json'), 'utf8')) as S;
   return { optimizer: tensors, state };
 }

@@ -28,5 +28,6 @@ export {
   DEFAULT_OPTIONS,
   type TrainOptions,
   type TrainResult,
+  type TrainControl,
   type StageArg,
 } from './trainer.js';

@@ -7,8 +7,7 @@ import { appendFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { SingleBar } from 'cli-progress';
 import { partLogger } from '../log/index.js';
-import type { NamedArray } from '../model/index.js';
-import type { AdamW } from './adamw.js';
+import type { AdamW, NamedArray } from './adamw.js';
 import { ValidationSchedule, type ValidationState } from './schedule.js';
 
 const log = partLogger('train');

@@ -30,7 +30,7 @@ import {
   type ModelConfig,
   type ParameterGroupName,
 } from '../model/index.js';
-import { AdamW, type ParamGroup } from './adamw.js';
+import { AdamW, type NamedArray, type ParamGroup } from './adamw.js';
 import { readTrainerState, resolveFolder, writeFolderAtomically, writeTrainerState } from './checkpointIo.js';
 import {
   ImageSampler,
@@ -282,8 +282,14 @@ async function buildModel(o: TrainOptions, train: TurnDataset): Promise<CddIcm> 
   return model;
 }
 
+/** Programmatic control of a run (the CLI uses Ctrl-C / SIGTERM instead). */
+export interface TrainControl {
+  /** Polled between steps: true checkpoints and stops the run, as Ctrl-C does. */
+  shouldStop?: () => boolean;
+}
+
 /** Train CDD-ICM: stage 1, 2, 3 or all three in order, resumable from `out/last`. */
-export async function trainModel(o: TrainOptions): Promise<TrainResult> {
+export async function trainModel(o: TrainOptions, control: TrainControl = {}): Promise<TrainResult> {
   await writeArgs(o);
   const metricsFile = join(o.out, 'metrics.jsonl');
   const { train, val } = await loadData(o);
@@ -292,7 +298,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainResult> {
 
   let model: CddIcm;
   let st: ModelTrainerState;
-  let resumeMoments: Map<string, import('../model/index.js').NamedArray> | null = null;
+  let resumeMoments: Map<string, NamedArray> | null = null;
   const lastDir = resolveFolder(join(o.out, 'last'));
   if (o.resume && lastDir) {
     model = await loadCheckpoint(lastDir);
@@ -354,7 +360,7 @@ export async function trainModel(o: TrainOptions): Promise<TrainResult> {
         checkpointMinutes: o.checkpointMinutes,
         metricsFile,
         progress: o.progress,
-        shouldStop: stop.shouldStop,
+        shouldStop: () => stop.shouldStop() || (control.shouldStop?.() ?? false),
       });
       disposeSnapshot(r.best);
       st.loop = r.state;
@@ -414,13 +420,13 @@ export function autoencoderTask(ae: Autoencoder, optimizer: AdamW, train: TurnDa
 }
 
 /** Train the autoencoder (stage 'ae'), then measure its latent scale and save it to out/autoencoder. */
-export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
+export async function trainAutoencoder(o: TrainOptions, control: TrainControl = {}): Promise<TrainResult> {
   await writeArgs(o);
   const metricsFile = join(o.out, 'metrics.jsonl');
   const { train, val } = await loadData(o);
   let ae: Autoencoder;
   let st: AeTrainerState;
-  let moments: Map<string, import('../model/index.js').NamedArray> | null = null;
+  let moments: Map<string, NamedArray> | null = null;
   const lastDir = resolveFolder(join(o.out, 'last'));
   const budget: Budget = { ...(o.steps !== undefined ? { steps: o.steps } : {}), ...(o.minutes !== undefined ? { minutes: o.minutes } : {}) };
   if (o.resume && lastDir) {
@@ -462,7 +468,7 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
       checkpointMinutes: o.checkpointMinutes,
       metricsFile,
       progress: o.progress,
-      shouldStop: stop.shouldStop,
+      shouldStop: () => stop.shouldStop() || (control.shouldStop?.() ?? false),
     });
     disposeSnapshot(r.best);
     if (!r.interrupted) {
@@ -483,6 +489,6 @@ export async function trainAutoencoder(o: TrainOptions): Promise<TrainResult> {
 }
 
 /** Entry point used by the CLI. */
-export function train(o: TrainOptions): Promise<TrainResult> {
-  return o.stage === 'ae' ? trainAutoencoder(o) : trainModel(o);
+export function train(o: TrainOptions, control: TrainControl = {}): Promise<TrainResult> {
+  return o.stage === 'ae' ? trainAutoencoder(o, control) : trainModel(o, control);
 }

@@ -34,7 +34,7 @@ export const AUTOENCODER_PRESETS: Record<string, AutoencoderConfig> = {
   /** For tests: tiny and fast. */
   tiny: { imageChannels: 3, latentChannels: 4, downFactor: 4, widths: [4, 8, 8], groups: 4, blocksPerLevel: 1, klWeight: 1e-6, latentScale: 1, seed: 7 },
   /** The default for 64x64 i-CLEVR-style and CoDraw training on CPU. */
-  small: { imageChannels: 3, latentChannels: 4, downFactor: 4, widths: [32, 64, 64], groups: 8, blocksPerLevel: 1, klWeight: 1e-6, latentScale: 1, seed: 7 },
+  small: { imageChannels: 3, latentChannels: 4, downFactor: 4, widths: [16, 32, 64], groups: 8, blocksPerLevel: 1, klWeight: 1e-6, latentScale: 1, seed: 7 },
 };
 
 /** Pre-activation residual block: x + conv(silu(gn(conv(silu(gn(x)))))), with a 1x1 skip when widths differ. */
