@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { AdamW, initialLoopState, runStage, type StageTask } from '../../src/train/index.js';
+
+/** One weight pulled toward 3 by a quadratic; validation returns a scripted sequence of losses. */
+function scriptedTask(valLosses: number[]): { task: StageTask; w: tf.Variable; weightsAtVal: number[] } {
+  const w = tf.variable(tf.scalar(0));
+  const optimizer = new AdamW([{ name: 'w', params: new Map([['w', w]]), lrScale: 1 }], { lr: 0.1, weightDecay: 0 });
+  const weightsAtVal: number[] = [];
+  let i = 0;
+  const task: StageTask = {
+    name: 'scripted',
+    optimizer,
+    batchSize: 1,
+    loss: () => {
+      const total = tf.square(tf.sub(w, 3)) as tf.Scalar;
+      return { total, parts: {} };
+    },
+    validate: () => {
+      weightsAtVal.push(w.dataSync()[0]!);
+      return valLosses[Math.min(i++, valLosses.length - 1)]!;
+    },
+    snapshot: () => new Map([['w', tf.clone(w)]]),
+    restore: (s) => w.assign(s.get('w')!),
+  };
+  return { task, w, weightsAtVal };
+}
+
+describe('runStage validation handling', () => {
+  it('restores the kept weights and halves the lr on a worse validation, and stops at the 5th restore', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'loop-'));
+    try {
+      // baseline 10 (kept), 9 (kept, at step 2), then worse five times.
+      const { task, w, weightsAtVal } = scriptedTask([10, 9, 9.5, 9.6, 9.7, 9.8, 9.9]);
+      let bestSaves = 0;
+      const r = await runStage(task, initialLoopState(0.1, 0), null, { saveLast: async () => {}, saveBest: async () => void bestSaves++ }, {
+        budget: { steps: 100 },
+        valEvery: 2,
+        checkpointMinutes: 1000,
+        metricsFile: join(dir, 'metrics.jsonl'),
+        progress: false,
+        shouldStop: () => false,
+      });
+      expect(r.state.finished).toBe('restores');
+      expect(r.state.step).toBe(12); // validations at 0 (baseline), 2, 4, 6, 8, 10, 12
+      expect(r.state.validation.restores).toBe(5);
+      expect(r.state.validation.best).toBe(9);
+      expect(r.state.validation.bestStep).toBe(2);
+      expect(task.optimizer.lr).toBeCloseTo(0.1 / 32, 10);
+      expect(bestSaves).toBe(2);
+      // After every restore the next 2 steps start again from the kept weights, so each later validation
+      // sees the same weight (same start, same gradients, halved steps make it move less each time).
+      const kept = weightsAtVal[1]!;
+      expect(w.dataSync()[0]).toBeCloseTo(kept, 6);
+      for (let k = 3; k < weightsAtVal.length; k++) {
+        expect(Math.abs(weightsAtVal[k]! - kept)).toBeLessThan(Math.abs(weightsAtVal[k - 1]! - kept) + 1e-9);
+      }
+      const vals = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; action?: string });
+      expect(vals.filter((v) => v.kind === 'val').map((v) => v.action)).toEqual(['improved', 'improved', 'restore', 'restore', 'restore', 'restore', 'stop']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('stops at the step budget and ends on the kept model', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'loop-'));
+    try {
+      const { task, w } = scriptedTask([10, 8, 9]); // the last validation (at the budget end) is worse
+      const r = await runStage(task, initialLoopState(0.1, 0), null, { saveLast: async () => {}, saveBest: async () => {} }, {
+        budget: { steps: 4 },
+        valEvery: 2,
+        checkpointMinutes: 1000,
+        metricsFile: join(dir, 'metrics.jsonl'),
+        progress: false,
+        shouldStop: () => false,
+      });
+      expect(r.state.finished).toBe('steps');
+      expect(r.state.step).toBe(4);
+      // Kept model = the weights after 2 steps of Adam at lr 0.1 from 0 toward 3: about 0.2.
+      expect(w.dataSync()[0]).toBeCloseTo(0.2, 2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
