@@ -62,6 +62,8 @@ export class Engine implements GenerationEngine {
   private readonly readyTurns: TurnRecord[] = [];
   private batch: TurnRecord[] = [];
   private starting = 0;
+  /** Newcomers taken from readyTurns whose condition is being encoded. */
+  private preparing = 0;
   /** Hook calls in flight (start and terminal hooks), awaited by drain. */
   private readonly pendingHooks = new Set<Promise<unknown>>();
   private sampler: Sampler | null = null;
@@ -130,7 +132,7 @@ export class Engine implements GenerationEngine {
       threads: b.threads,
       model: this.modelName,
       queueLength: this.queue.length,
-      busy: this.batch.length + this.readyTurns.length + this.starting > 0,
+      busy: this.batch.length + this.readyTurns.length + this.starting + this.preparing > 0,
       running: this.batch.length,
       batching: this.o.batching,
       maxBatchSize: this.o.maxBatchSize,
@@ -180,7 +182,8 @@ export class Engine implements GenerationEngine {
           await this.waitForStarts();
           if (this.draining) break;
         }
-        this.prepareReady(sampler);
+        await this.prepareReady(sampler);
+        if (this.draining) break;
         this.dropCancelled();
         if (this.batch.length === 0) {
           await this.waitForWork();
@@ -281,9 +284,21 @@ export class Engine implements GenerationEngine {
     this.readyTurns.push(rec);
   }
 
-  /** Encode the condition of every newcomer; a turn whose inputs the model rejects fails alone. */
-  private prepareReady(sampler: Sampler): void {
-    for (const rec of this.readyTurns.splice(0)) {
+  /**
+   * Encode the condition of every newcomer (yielding between them: each is a forward pass of the encoders);
+   * a turn whose inputs the model rejects fails alone.
+   */
+  private async prepareReady(sampler: Sampler): Promise<void> {
+    const newcomers = this.readyTurns.splice(0);
+    this.preparing = newcomers.length;
+    for (const [i, rec] of newcomers.entries()) {
+      if (i > 0) await yieldToEventLoop();
+      this.preparing = newcomers.length - i;
+      // Drained meanwhile: the rest stay RUNNING in the store and are picked up at restart.
+      if (this.draining) {
+        this.preparing = 0;
+        return;
+      }
       if (rec.cancelRequested) {
         this.end(rec, 'cancelled');
         continue;
@@ -309,6 +324,7 @@ export class Engine implements GenerationEngine {
       this.batch.push(rec);
       log.debug({ turnId: rec.turnId, batch: this.batch.length }, 'turn joined the batch');
     }
+    this.preparing = 0;
   }
 
   private dropCancelled(): void {
