@@ -4,7 +4,9 @@
 #include <dnnl.hpp>
 #include <omp.h>
 
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -55,6 +57,33 @@ class ThreadScope {
  private:
   int prev_;
 };
+
+// expf with ~1-2 ulp error over the whole float range (Cephes' polynomial after Cody-Waite range reduction),
+// written branch-free so loops over it vectorize (glibc's expf does not). Gradual underflow, overflow to inf
+// and NaN behave like expf.
+inline float fastExp(float x) {
+  float xc = x < -104.f ? -104.f : x;  // exp(-104) rounds to 0 in float32
+  xc = xc > 88.73f ? 88.73f : xc;      // exp(88.73) overflows to inf
+  float fx = std::floor(xc * 1.44269504088896341f + 0.5f);
+  float r = xc - fx * 0.693359375f;
+  r = r - fx * -2.12194440e-4f;
+  float y = 1.9875691500E-4f;
+  y = y * r + 1.3981999507E-3f;
+  y = y * r + 8.3334519073E-3f;
+  y = y * r + 4.1665795894E-2f;
+  y = y * r + 1.6666665459E-1f;
+  y = y * r + 5.0000001201E-1f;
+  y = y * (r * r) + r + 1.0f;
+  // y * 2^n as two exact power-of-two factors so neither the scale nor an intermediate over/underflows early.
+  int32_t n = static_cast<int32_t>(fx);
+  int32_t n1 = n / 2, n2 = n - n1;
+  int32_t b1 = (n1 + 127) << 23, b2 = (n2 + 127) << 23;
+  float s1, s2;
+  std::memcpy(&s1, &b1, 4);
+  std::memcpy(&s2, &b2, 4);
+  float res = y * s1 * s2;
+  return x != x ? x : res;
+}
 
 inline void check(bool ok, const std::string& msg) {
   if (!ok) throw std::invalid_argument(msg);

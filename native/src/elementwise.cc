@@ -26,13 +26,13 @@ void unaryLoop(const float* x, float* y, int64_t n, F f) {
 void runUnary(int op, const float* x, float* y, int64_t n, float alpha, float beta) {
   switch (op) {
     case U_NEG: return unaryLoop(x, y, n, [](float v) { return -v; });
-    case U_EXP: return unaryLoop(x, y, n, [](float v) { return std::exp(v); });
+    case U_EXP: return unaryLoop(x, y, n, [](float v) { return tn::fastExp(v); });
     case U_LOG: return unaryLoop(x, y, n, [](float v) { return std::log(v); });
     case U_SQRT: return unaryLoop(x, y, n, [](float v) { return std::sqrt(v); });
     case U_RSQRT: return unaryLoop(x, y, n, [](float v) { return 1.f / std::sqrt(v); });
     case U_SQUARE: return unaryLoop(x, y, n, [](float v) { return v * v; });
     case U_ABS: return unaryLoop(x, y, n, [](float v) { return std::fabs(v); });
-    case U_SIGMOID: return unaryLoop(x, y, n, [](float v) { return 1.f / (1.f + std::exp(-v)); });
+    case U_SIGMOID: return unaryLoop(x, y, n, [](float v) { return 1.f / (1.f + tn::fastExp(-v)); });
     case U_TANH: return unaryLoop(x, y, n, [](float v) { return std::tanh(v); });
     case U_RELU: return unaryLoop(x, y, n, [](float v) { return v < 0.f ? 0.f : v; });
     case U_RELU6: return unaryLoop(x, y, n, [](float v) { return std::isnan(v) ? v : v < 0.f ? 0.f : v > 6.f ? 6.f : v; });
@@ -136,28 +136,47 @@ Plan plan(const std::vector<int64_t>& as, const std::vector<int64_t>& bs, const 
 
 template <class F>
 void binaryLoop(F f, const float* a, const float* b, float* o, const Plan& p) {
-  size_t r = p.dims.size();
-  int64_t L = p.dims[r - 1];
-  int sa = (int)p.sa[r - 1], sb = (int)p.sb[r - 1];
+  const size_t r = p.dims.size();
+  tn::check(r <= 16, "binary: rank too large");
+  const int64_t L = p.dims[r - 1];
+  const int sa = (int)p.sa[r - 1], sb = (int)p.sb[r - 1];
   int64_t rows = 1;
   for (size_t k = 0; k + 1 < r; k++) rows *= p.dims[k];
-  int64_t total = rows * L;
-  int nt = tn::threadsFor(total);
-  int64_t chunk = L;
-  if (nt > 1 && rows < 8 * nt) chunk = std::max<int64_t>(4096, (L + 8 * nt - 1) / (8 * nt));
-  int64_t nch = (L + chunk - 1) / chunk;
-  int64_t tasks = rows * nch;
+  const int nt = tn::threadsFor(rows * L);
+  if (rows == 1) {
+    // One long row: split it between threads.
+    const int64_t chunk = nt > 1 ? (L + nt - 1) / nt : L;
 #pragma omp parallel for num_threads(nt) schedule(static)
-  for (int64_t t = 0; t < tasks; t++) {
-    int64_t row = t / nch, c0 = (t % nch) * chunk, c1 = std::min(L, c0 + chunk);
-    int64_t offA = 0, offB = 0, rem = row;
-    for (size_t k = r - 1; k-- > 0;) {
-      int64_t idx = rem % p.dims[k];
-      rem /= p.dims[k];
-      offA += idx * p.sa[k];
-      offB += idx * p.sb[k];
+    for (int64_t c0 = 0; c0 < L; c0 += chunk) inner(f, a, sa, b, sb, o, c0, std::min(L, c0 + chunk));
+    return;
+  }
+  // Each thread walks a contiguous range of rows, stepping the input offsets with an odometer (no divisions
+  // per row: rows can be as short as a few elements, e.g. GroupNorm's [N, HW, G, C/G] against [N, 1, G, 1]).
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int64_t r0 = rows * t / T, r1 = rows * (t + 1) / T;
+    if (r0 < r1) {
+      int64_t idx[16];
+      int64_t offA = 0, offB = 0, rem = r0;
+      for (size_t k = r - 1; k-- > 0;) {
+        idx[k] = rem % p.dims[k];
+        rem /= p.dims[k];
+        offA += idx[k] * p.sa[k];
+        offB += idx[k] * p.sb[k];
+      }
+      for (int64_t row = r0; row < r1; row++) {
+        inner(f, a + offA, sa, b + offB, sb, o + row * L, 0, L);
+        for (size_t k = r - 1; k-- > 0;) {
+          offA += p.sa[k];
+          offB += p.sb[k];
+          if (++idx[k] < p.dims[k]) break;
+          offA -= p.sa[k] * p.dims[k];
+          offB -= p.sb[k] * p.dims[k];
+          idx[k] = 0;
+        }
+      }
     }
-    inner(f, a + offA, sa, b + offB, sb, o + row * L, c0, c1);
   }
 }
 

@@ -197,7 +197,7 @@ TN_FN(softmax) {
     for (int64_t i = 0; i < cols; i++) m = (std::isnan(xr[i]) || xr[i] > m) ? xr[i] : m;
     double s = 0;
     for (int64_t i = 0; i < cols; i++) {
-      float e = std::exp(xr[i] - m);
+      float e = tn::fastExp(xr[i] - m);
       orow[i] = e;
       s += e;
     }

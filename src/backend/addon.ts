@@ -39,7 +39,7 @@ type F32 = Float32Array;
 
 /** The functions the addon exports. Every output buffer is allocated by the caller. */
 export interface NativeAddon {
-  info(): { threads: number; dnnl: string; dnnlCpuRuntime: string; isa: number };
+  info(): { threads: number; dnnl: string; dnnlCpuRuntime: string; isa: number; mallocTuned: boolean };
   setThreads(n: number): void;
   sgemm(m: number, n: number, k: number, a: F32, b: F32, c: F32): void;
   conv2d(x: F32, xShape: Shape, w: F32, wShape: Shape, y: F32, yShape: Shape, strides: Shape, dilations: Shape,

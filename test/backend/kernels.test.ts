@@ -3,7 +3,7 @@
  * shapes, strides, paddings, broadcasts and axes.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { describe, it, beforeAll } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { compareBackends, int, nativeActive, pick, randInput, rng, type Input } from './helpers.js';
 
 const d = nativeActive() ? describe : describe.skip;
@@ -156,6 +156,28 @@ d('native elementwise ops match stock cpu', () => {
     }
     // Large enough for the OpenMP path.
     await compareBackends('Sigmoid large', (x) => tf.sigmoid(x!), [randInput(r, [400, 400], -5, 5)], { grads: true, kernels: ['Sigmoid'] });
+  });
+
+  it('the vectorised exp (Exp, Sigmoid, Softmax) is accurate over the whole float range', async () => {
+    await tf.setBackend('native-cpu');
+    const xs: number[] = [NaN, Infinity, -Infinity, 0, -0, 88.7, 88.72, 88.73, 89, -87.3, -88, -100, -103.9, -104, -110];
+    for (let v = -104; v <= 88.7; v += 0.0137) xs.push(v);
+    const x = tf.tensor1d(xs);
+    const e = tf.exp(x).dataSync();
+    const sg = tf.sigmoid(x).dataSync();
+    x.dispose();
+    xs.forEach((v0, i) => {
+      const v = Math.fround(v0); // the float32 the kernel saw
+      const want = Math.fround(Math.exp(v));
+      const got = e[i]!;
+      if (Number.isNaN(want)) expect(got).toBeNaN();
+      else if (!Number.isFinite(want)) expect(got, `exp(${v})`).toBe(want);
+      else if (want < 1.2e-38) expect(Math.abs(got - want), `exp(${v}) (subnormal)`).toBeLessThanOrEqual(6e-45);
+      else expect(Math.abs(got - want) / want, `exp(${v})`).toBeLessThan(5e-7);
+      const s = 1 / (1 + Math.exp(-v));
+      if (Number.isNaN(s)) expect(sg[i]).toBeNaN();
+      else expect(Math.abs(sg[i]! - s), `sigmoid(${v})`).toBeLessThan(1e-7 + 5e-7 * s);
+    });
   });
 
   it('NaN propagates like the stock kernels', async () => {
