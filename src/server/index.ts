@@ -5,6 +5,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type Request, type Response } from 'express';
+import cors from 'cors';
 import { ApolloServer } from '@apollo/server';
 import { expressMiddleware } from '@as-integrations/express5';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
@@ -94,6 +95,8 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const rateLimiter = new RateLimiter(config.limits.maxOperationsPerMinute);
   const app = express();
   app.disable('x-powered-by');
+  // Bearer tokens, not cookies, carry identity: any origin may call the API (and read ETags for its cache).
+  app.use(cors({ exposedHeaders: ['ETag'] }));
   const httpServer = http.createServer(app);
 
   // ---- subscriptions: graphql-ws on the same server and path

@@ -278,7 +278,7 @@ export async function turn(s: TestServer, token: string, id: string): Promise<Tu
   return (await s.ok<{ turn: TurnView }>(TURN, { id }, token)).turn;
 }
 
-export async function waitTurn(s: TestServer, token: string, id: string, statuses = ['SUCCEEDED', 'FAILED', 'CANCELLED'], ms = 60_000): Promise<TurnView> {
+export async function waitTurn(s: TestServer, token: string, id: string, statuses = ['SUCCEEDED', 'FAILED', 'CANCELLED'], ms = 100_000): Promise<TurnView> {
   return eventually(async () => {
     const t = await turn(s, token, id);
     return statuses.includes(t.status) ? t : null;

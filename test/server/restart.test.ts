@@ -45,7 +45,7 @@ describe('restart', () => {
     const dataDir = tempDir();
     const s1 = await startTestServer({}, dataDir);
     const { sessionId, teller } = await createSession(s1);
-    const t1 = await submit(s1, teller, sessionId, 'add a red cube in the middle', { steps: 40 });
+    const t1 = await submit(s1, teller, sessionId, 'add a red cube in the middle', { steps: 24 });
     const t2 = await submit(s1, teller, sessionId, 'add a blue sphere left of the red cube', { steps: 3 });
     const t3 = await submit(s1, teller, sessionId, 'put a green cylinder behind it', { steps: 3 });
     await waitTurn(s1, teller, t1.id, ['RUNNING']);
