@@ -53,6 +53,62 @@ double reduceRow(const Acc& acc, const float* x, int64_t n) {
   return a;
 }
 
+template <int OP>
+inline double combine(double d, double v) {
+  if (OP == R_SUM) return d + v;
+  if (OP == R_PROD) return d * v;
+  if (OP == R_MAX) return (std::isnan(v) || v > d) ? v : d;
+  return (std::isnan(v) || v < d) ? v : d;
+}
+
+// Accumulate x (collapsed dims, alternating kept/reduced; output strides ost, 0 for reduced dims) into acc:
+// rows of the innermost dim are reduced in registers (innermost reduced) or added element-wise (innermost kept),
+// the outer dims are stepped with an odometer. With threads > 1, dim 0 (kept) is split between threads, so
+// each thread owns distinct outputs.
+template <int OP>
+void walk(const float* x, int64_t n, const std::vector<int64_t>& dims, const std::vector<bool>& kind,
+          const std::vector<int64_t>& ost, double* acc, int threads) {
+  const size_t r = dims.size();
+  const int64_t L = dims[r - 1];
+  const bool innerReduced = kind[r - 1];
+  if (r == 1) {  // a single short dim: reduced to one value (a kept-only tensor never gets here)
+    for (int64_t e = 0; e < n; e++) acc[0] = combine<OP>(acc[0], x[e]);
+    return;
+  }
+  const int64_t per = dims[0];
+  const int64_t inner = n / per;
+  const int64_t rowsPer = inner / L;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int64_t i0 = threads > 1 ? per * t / T : 0, i1 = threads > 1 ? per * (t + 1) / T : per;
+    int64_t idx[16];
+    for (int64_t i = i0; i < i1; i++) {
+      const float* src = x + i * inner;
+      double* a = acc + i * ost[0];
+      int64_t ooff = 0;
+      for (size_t k = 1; k + 1 < r; k++) idx[k] = 0;
+      for (int64_t row = 0; row < rowsPer; row++) {
+        const float* p = src + row * L;
+        if (innerReduced) {
+          double s = p[0];
+          for (int64_t j = 1; j < L; j++) s = combine<OP>(s, p[j]);
+          a[ooff] = combine<OP>(a[ooff], s);
+        } else {
+          double* d = a + ooff;
+          for (int64_t j = 0; j < L; j++) d[j] = combine<OP>(d[j], p[j]);
+        }
+        for (size_t k = r - 2; k >= 1; k--) {
+          ooff += ost[k];
+          if (++idx[k] < dims[k]) break;
+          ooff -= ost[k] * dims[k];
+          idx[k] = 0;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 // reduce(op, x, shape, axes, out)
@@ -112,6 +168,30 @@ TN_FN(reduce) {
     return off;
   };
   int nt = tn::threadsFor(x.n);
+  if (dims.back() < 32) {
+    // Short innermost runs (GroupNorm's [N, HW, G, C/G] over axes 1 and 3, reductions of small trailing dims):
+    // walk the input once in memory order with an odometer, accumulating into the outputs. Threads split the
+    // outermost dim when it is kept (disjoint outputs); otherwise one thread.
+    const size_t r = dims.size();
+    tn::check(r <= 16, "reduce: rank too large");
+    std::vector<int64_t> ost(r, 0);  // output stride per collapsed dim (0 for reduced dims)
+    {
+      int64_t c = 1;
+      for (size_t k = r; k-- > 0;)
+        if (!kind[k]) ost[k] = c, c *= dims[k];
+    }
+    std::vector<double> accs(outN, acc.init());
+    const bool split = !kind[0] && dims[0] >= nt && nt > 1;
+    switch (acc.op) {
+      case R_SUM:
+      case R_MEAN: walk<R_SUM>(x.p, (int64_t)x.n, dims, kind, ost, accs.data(), split ? nt : 1); break;
+      case R_MAX: walk<R_MAX>(x.p, (int64_t)x.n, dims, kind, ost, accs.data(), split ? nt : 1); break;
+      case R_MIN: walk<R_MIN>(x.p, (int64_t)x.n, dims, kind, ost, accs.data(), split ? nt : 1); break;
+      default: walk<R_PROD>(x.p, (int64_t)x.n, dims, kind, ost, accs.data(), split ? nt : 1); break;
+    }
+    for (int64_t i = 0; i < outN; i++) o.p[i] = (float)(accs[i] * scale);
+    return info.Env().Undefined();
+  }
   if (kind.back()) {
     // Innermost dim reduced: every output reduces contiguous rows of length L.
     int64_t L = rd.back();

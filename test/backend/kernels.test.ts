@@ -216,6 +216,13 @@ d('native reductions and softmax match stock cpu', () => {
     await compareBackends('sum rows', (x) => tf.sum(x!, 0), [randInput(r, [20000, 16])], { kernels: ['Sum'] });
     await compareBackends('mean inner', (x) => tf.mean(x!, [1, 3], true), [randInput(r, [2, 4096, 4, 8])], { kernels: ['Mean'] });
     await compareBackends('sum all', (x) => tf.sum(x!), [randInput(r, [300000])], { kernels: ['Sum'] });
+    // Each reduction layout: long kept inner rows (bias gradients), long reduced inner rows, short runs.
+    await compareBackends('bias grad', (x) => tf.sum(x!, [0, 1, 2]), [randInput(r, [4, 16, 16, 64])], { kernels: ['Sum'] });
+    await compareBackends('max kept rows', (x) => tf.max(x!, 1), [randInput(r, [64, 40, 48])], { kernels: ['Max'] });
+    await compareBackends('min reduced rows', (x) => tf.min(x!, -1), [randInput(r, [300, 100])], { kernels: ['Min'] });
+    await compareBackends('mean reduced rows, threads', (x) => tf.mean(x!, [0, 2]), [randInput(r, [3, 400, 500])], { kernels: ['Mean'] });
+    await compareBackends('sum kept rows, threads', (x) => tf.sum(x!, 0), [randInput(r, [600, 400])], { kernels: ['Sum'] });
+    await compareBackends('sum short runs, threads', (x) => tf.sum(x!, [1, 3]), [randInput(r, [16, 4096, 4, 8])], { kernels: ['Sum'] });
   });
 
   it('Softmax forward and backward', async () => {
