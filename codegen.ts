@@ -26,7 +26,7 @@ const config: CodegenConfig = {
           Message: '../../sessions/index.js#MessageRecord',
           Turn: '../../sessions/index.js#TurnRecord',
           GeneratedImage: '../../sessions/index.js#ImageRecord',
-          SessionEvent: '../../sessions/index.js#SessionEvent',
+          SessionEvent: '../../sessions/index.js#SessionEventRecord',
           TurnProgress: '../../sessions/index.js#TurnProgressFrame',
           EngineStatus: '../../sessions/index.js#EngineStatusRecord',
           JoinPayload: '../../sessions/index.js#JoinResult',
