@@ -4,7 +4,7 @@
  * (p50/p95), time to first preview, preview delivery latency to subscribers (p95) and throughput (turns per
  * minute), with batching on and off. The last line is one JSON object.
  *
- * Options: --sessions 1,4,8  --subscribers 20  --turns 2 (per session)  --steps 20  --preview-every 2
+ * Options: --sessions 1,4,8  --subscribers 20  --turns 2 (per session)  --steps 50 (the server's default)  --preview-every 2
  *          --model DIR (default: the tiny preset saved to a temp folder)  --backend auto|native-cpu|cpu|tensorflow
  * Targets on the 2-core machine: 8 sessions finish >= 2x faster with batching; preview p95 < 50 ms at 20 subscribers.
  */
@@ -27,7 +27,7 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { sessions: [1, 4, 8], subscribers: 20, turns: 2, steps: 20, previewEvery: 2, model: null, backend: process.env.TENSOR_BACKEND ?? 'auto' };
+  const a: Args = { sessions: [1, 4, 8], subscribers: 20, turns: 2, steps: 50, previewEvery: 2, model: null, backend: process.env.TENSOR_BACKEND ?? 'auto' };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split('=', 2) as [string, string | undefined];
     const v = (): string => inline ?? argv[++i] ?? '';

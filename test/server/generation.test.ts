@@ -3,6 +3,7 @@
  * graphql-ws clients.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { blankImage, decodePng, encodePng } from '../../src/data/index.js';
 import {
   Collector,
   EVENTS,
@@ -227,5 +228,21 @@ describe('turns through the server', () => {
     const sess = await s.ok<{ session: { background: { id: string } } }>(`query($id: ID!) { session(id: $id) { background { id } } }`, { id: sessionId }, teller);
     expect(done.referenceImage?.id).toBe(sess.session.background.id);
     ev.unsubscribe();
+  });
+
+  it('a session can start from a given background canvas, and its first turn uses it as the reference', async () => {
+    const red = encodePng(blankImage(16, 16, [200, 10, 10]));
+    const c = await s.ok<{ createSession: { token: string; session: { id: string; background: { id: string; dataUrl: string }; canvas: { id: string } } } }>(
+      `mutation($i: CreateSessionInput!) { createSession(input: $i) { token session { id background { id dataUrl } canvas { id } } } }`,
+      { i: { title: 'red', name: 'T', backgroundPng: `data:image/png;base64,${red.toString('base64')}` } },
+    );
+    const { token, session } = c.createSession;
+    const bg = await decodePng(Buffer.from(session.background.dataUrl.split(',')[1]!, 'base64'));
+    expect([bg.width, bg.height, bg.data[0], bg.data[1], bg.data[2]]).toEqual([16, 16, 200, 10, 10]);
+    expect(session.canvas.id).toBe(session.background.id);
+    const t = await submit(s, token, session.id, 'add a red cube in the middle', { steps: 2 });
+    expect((await waitTurn(s, token, t.id)).referenceImage?.id).toBe(session.background.id);
+    const bad = await s.gql(`mutation($i: CreateSessionInput!) { createSession(input: $i) { token } }`, { i: { title: 'x', name: 'T', backgroundPng: 'data:image/png;base64,AAAA' } });
+    expect(bad.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
   });
 });
