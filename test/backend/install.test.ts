@@ -36,4 +36,21 @@ describe('install and start-up without oneDNN', () => {
     expect(out.y).toEqual([4, 4, 4, 4]);
     expect(r.stdout).toMatch(/USING THE STOCK tfjs cpu BACKEND/);
   });
+
+  it('an unsatisfiable preference (tensorflow without tfjs-node) logs an error and falls down the chain', () => {
+    const script = `
+      import { initBackend } from './src/backend/index.ts';
+      console.log(JSON.stringify(await initBackend('tensorflow')));`;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: root, encoding: 'utf8', env: { ...process.env, LOG_LEVEL: 'error' },
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    const info = JSON.parse(lines[lines.length - 1]!) as { name: string };
+    const tfjsNodeInstalled = spawnSync(process.execPath, ['-e', "require.resolve('@tensorflow/tfjs-node')"], { cwd: root }).status === 0
+      || spawnSync(process.execPath, ['-e', "require.resolve('@tensorflow/tfjs-node-gpu')"], { cwd: root }).status === 0;
+    if (tfjsNodeInstalled) return;
+    expect(info.name).toBe(addonPath() ? 'native-cpu' : 'cpu');
+    expect(r.stdout).toMatch(/requested backend \\"tensorflow\\" unavailable|requested backend "tensorflow" unavailable/);
+  });
 });
