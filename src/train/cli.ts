@@ -8,12 +8,13 @@ import { DEFAULT_OPTIONS, train, type StageArg, type TrainOptions } from './trai
 
 const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae --out <folder> [options]
 
+  --stage 1|2|3|2,3|all the stages to run in order (all = 1,2,3)
   --stage ae            train the autoencoder (--config is then an autoencoder preset: tiny, small)
   --autoencoder DIR     the autoencoder of a latent preset (e.g. runs/ae-iclevr/autoencoder)
-  --init DIR            start from a model checkpoint instead of a fresh model
+  --init DIR            start from a model checkpoint instead of a fresh model (with --autoencoder: swap its codec)
   --steps N             step budget (with --stage all: total, split over the stages by --split)
   --minutes M           training-time budget (same splitting)
-  --split a,b,c         budget fractions of stages 1,2,3 for --stage all (default 0.1,0.8,0.1)
+  --split a,b,c         budget weights of stages 1,2,3 when several run (default 0.1,0.8,0.1)
   --batch B             batch size (default 16)
   --lr X                learning rate (default 1e-4); --weight-decay X (default 0.01)
   --eta X               backbone activity ratio (default 1 from scratch; use 0.001 for CLIP-initialised encoders)
@@ -84,8 +85,13 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
   if (dataset !== 'iclevr' && dataset !== 'codraw') throw new Error('--dataset must be iclevr or codraw');
   if (!values.out) throw new Error('--out <folder> is required');
   const stageRaw = values.stage ?? 'all';
-  const stage: StageArg = stageRaw === 'all' || stageRaw === 'ae' ? stageRaw : (Number(stageRaw) as 1 | 2 | 3);
-  if (![1, 2, 3, 'all', 'ae'].includes(stage)) throw new Error('--stage must be 1, 2, 3, all or ae');
+  let stage: StageArg;
+  if (stageRaw === 'all' || stageRaw === 'ae') stage = stageRaw;
+  else {
+    const list = stageRaw.split(',').map(Number);
+    if (list.length === 0 || list.some((x) => x !== 1 && x !== 2 && x !== 3)) throw new Error('--stage must be 1, 2, 3, a list such as 2,3, all or ae');
+    stage = list.length === 1 ? (list[0] as 1 | 2 | 3) : (list as (1 | 2 | 3)[]);
+  }
   const split = (values.split ?? '0.1,0.8,0.1').split(',').map(Number);
   if (split.length !== 3 || split.some((x) => !(x >= 0)) || split.every((x) => x === 0)) throw new Error('--split needs three non-negative fractions');
   const o: TrainOptions = {

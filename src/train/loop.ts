@@ -109,6 +109,8 @@ export async function runStage(
   hooks: LoopHooks,
   opts: LoopOptions,
 ): Promise<{ state: LoopState; best: BestSnapshot | null; interrupted: boolean }> {
+  // A resumed stage with a larger budget carries on; it is finished again only when the new budget is spent.
+  state = { ...state, finished: null };
   const sched = new ValidationSchedule(state.validation.lr);
   sched.load(state.validation);
   task.optimizer.lr = sched.lr;
@@ -171,6 +173,8 @@ export async function runStage(
         state.finished = 'budget';
         break;
       }
+      // Yield to the event loop once per step: signal handlers (Ctrl-C) and the batch built ahead run here.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       if (opts.shouldStop()) {
         interrupted = true;
         break;

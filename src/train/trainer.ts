@@ -50,7 +50,8 @@ import { disposeSnapshot, initialLoopState, runStage, type BestSnapshot, type Bu
 
 const log = partLogger('train');
 
-export type StageArg = 1 | 2 | 3 | 'all' | 'ae';
+/** One stage, a list run in order (e.g. [2, 3] after a separate stage-1 run), 'all' = [1, 2, 3], or the autoencoder. */
+export type StageArg = 1 | 2 | 3 | (1 | 2 | 3)[] | 'all' | 'ae';
 
 export interface TrainOptions {
   dataset: DatasetName;
@@ -171,9 +172,9 @@ async function loadData(o: TrainOptions): Promise<{ train: TurnDataset; val: Tur
 }
 
 function stageBudgets(o: TrainOptions, plan: (1 | 2 | 3)[]): Budget[] {
-  const total = o.split[0] + o.split[1] + o.split[2];
   return plan.map((s) => {
-    const f = plan.length === 1 ? 1 : o.split[s - 1]! / total;
+    const total = plan.reduce((a, p) => a + o.split[p - 1]!, 0);
+    const f = plan.length === 1 || total === 0 ? 1 / plan.length : o.split[s - 1]! / total;
     const b: Budget = {};
     if (o.steps !== undefined) b.steps = Math.max(1, Math.round(o.steps * f));
     if (o.minutes !== undefined) b.minutes = o.minutes * f;
@@ -267,7 +268,8 @@ async function writeArgs(o: TrainOptions): Promise<void> {
 }
 
 async function buildModel(o: TrainOptions, train: TurnDataset): Promise<CddIcm> {
-  if (o.init) return loadCheckpoint(o.init);
+  // --autoencoder with --init swaps the codec (e.g. stage 1 ran while the autoencoder was still training).
+  if (o.init) return loadCheckpoint(o.init, o.autoencoder ? { codec: new AutoencoderCodec(await loadAutoencoder(o.autoencoder)) } : {});
   const cfg: ModelConfig = modelConfig(o.config, { imageSize: o.imageSize });
   if (cfg.tokenizer !== 'word') throw new Error(`preset ${o.config} wants a ${cfg.tokenizer} tokenizer: initialise it with --init from a converted CLIP checkpoint`);
   // A word-level tokenizer built from the training corpus (models trained from scratch).
@@ -294,7 +296,7 @@ export async function trainModel(o: TrainOptions, control: TrainControl = {}): P
   const metricsFile = join(o.out, 'metrics.jsonl');
   const { train, val } = await loadData(o);
   const valBatches = validationBatches(val, o.batch, o.valBatches, mixSeed(o.seed, 5));
-  const plan: (1 | 2 | 3)[] = o.stage === 'all' ? [1, 2, 3] : [o.stage as 1 | 2 | 3];
+  const plan: (1 | 2 | 3)[] = o.stage === 'all' ? [1, 2, 3] : Array.isArray(o.stage) ? o.stage : [o.stage as 1 | 2 | 3];
 
   let model: CddIcm;
   let st: ModelTrainerState;

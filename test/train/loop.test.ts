@@ -24,7 +24,7 @@ function scriptedTask(valLosses: number[]): { task: StageTask; w: tf.Variable; w
       return valLosses[Math.min(i++, valLosses.length - 1)]!;
     },
     snapshot: () => new Map([['w', tf.clone(w)]]),
-    restore: (s) => w.assign(s.get('w')!),
+    restore: (s) => w.assign(s.get('w')! as tf.Scalar),
   };
   return { task, w, weightsAtVal };
 }

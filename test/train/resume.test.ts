@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readSafetensors } from '../../src/model/index.js';
@@ -72,6 +73,40 @@ describe('interrupt and resume', () => {
       for (const [k, t] of oa) t.data.forEach((x, i) => (maxMoment = Math.max(maxMoment, Math.abs(x - ob.get(k)!.data[i]!))));
       expect(oa.size).toBeGreaterThan(0);
       expect(maxMoment).toBeLessThan(1e-6);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('Ctrl-C (SIGINT) to the CLI checkpoints after the current step and exits with 130; --resume continues', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'train-sigint-'));
+    const out = join(root, 'run');
+    const args = ['--import', 'tsx', 'src/train/cli.ts', '--dataset', 'iclevr', '--config', 'tiny', '--image-size', '16', '--stage', '2', '--out', out,
+      '--steps', '1000', '--batch', '2', '--val-every', '1000', '--val-batches', '1', '--train-episodes', '4', '--val-episodes', '2', '--no-progress'];
+    try {
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LOG_LEVEL: 'silent' } });
+      const code = await new Promise<number | null>((resolve, reject) => {
+        const metrics = join(out, 'metrics.jsonl');
+        const timer = setInterval(() => {
+          // Interrupt once a few steps are done.
+          if (existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').filter((l) => l.includes('"train"')).length >= 3) {
+            clearInterval(timer);
+            child.kill('SIGINT');
+          }
+        }, 200);
+        child.on('error', reject);
+        child.on('exit', (c) => {
+          clearInterval(timer);
+          resolve(c);
+        });
+      });
+      expect(code).toBe(130);
+      const st = JSON.parse(readFileSync(join(out, 'last', 'trainer.json'), 'utf8')) as { loop: { step: number; adamStep: number; finished: string | null } };
+      expect(st.loop.step).toBeGreaterThanOrEqual(3);
+      expect(st.loop.adamStep).toBe(st.loop.step);
+      expect(st.loop.finished).toBeNull();
+      const r = await trainModel({ ...options(out), steps: st.loop.step + 1, batch: 2, trainEpisodes: 4, valEvery: 1000, resume: true });
+      expect(r.steps).toEqual([st.loop.step + 1]);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
