@@ -48,6 +48,8 @@ export const resolvers: Resolvers = {
     revertToTurn: (_p, { turnId }, ctx) => ctx.service.revertToTurn(ctx.tokenHash, turnId),
   },
 
+  // The service's iterators yield the records themselves (not `{ sessionEvents: record }`), so `resolve` passes
+  // each one through; the cast bridges codegen's payload-wrapper type.
   Subscription: {
     sessionEvents: {
       subscribe: (_p, { sessionId }, ctx) => ctx.service.subscribeEvents(ctx.tokenHash, sessionId, ctx.backlogged),

@@ -34,13 +34,16 @@ describe('turns through the server', () => {
   it('a teller and a drawer both receive every preview and the final image, in order', async () => {
     const { sessionId, teller } = await createSession(s);
     const drawer = await join(s, sessionId, 'DRAWER', 'Drew');
-    const de = new Collector<EventItem>(s.ws(drawer), EVENTS, { sessionId }, (d) => d.sessionEvents as EventItem);
-    await de.until((ev) => ev.some((e) => e.kind === 'PARTICIPANT_ONLINE' && e.participant?.name === 'Drew'), 10_000, 'drawer online');
-    const tp = new Collector<Frame>(s.ws(teller), PROGRESS, { sessionId }, (d) => d.turnProgress as Frame);
-    // The teller's subscription is live once the teller shows as online.
-    await de.until((ev) => ev.some((e) => e.kind === 'PARTICIPANT_ONLINE' && e.participant?.name === 'Tess'), 10_000, 'teller online');
+    // An observer watches the lifecycle; each participant's first subscription flips them online, which is how
+    // the test knows a subscription is live before anything is submitted.
+    const observer = await join(s, sessionId, 'OBSERVER', 'Obi');
+    const de = new Collector<EventItem>(s.ws(observer), EVENTS, { sessionId }, (d) => d.sessionEvents as EventItem);
+    const online = (name: string) => (ev: EventItem[]) => ev.some((e) => e.kind === 'PARTICIPANT_ONLINE' && e.participant?.name === name);
+    await de.until(online('Obi'), 10_000, 'observer online');
     const dp = new Collector<Frame>(s.ws(drawer), PROGRESS, { sessionId }, (d) => d.turnProgress as Frame);
-    await new Promise((r) => setTimeout(r, 200)); // the drawer is online already: give its second subscription a moment
+    await de.until(online('Drew'), 10_000, 'drawer online');
+    const tp = new Collector<Frame>(s.ws(teller), PROGRESS, { sessionId }, (d) => d.turnProgress as Frame);
+    await de.until(online('Tess'), 10_000, 'teller online');
 
     // The drawer's reply is part of the next turn's text (CoDraw).
     await s.ok(`mutation($s: ID!) { sendMessage(sessionId: $s, text: "where exactly?") { id } }`, { s: sessionId }, drawer);
@@ -76,7 +79,7 @@ describe('turns through the server', () => {
     expect(done.resultImage).toMatchObject({ width: 16, height: 16 });
     expect(done.timings.runMs).toBeGreaterThan(0);
 
-    // The drawer saw the lifecycle: message, queued, started, finished.
+    // The lifecycle in order: message, queued, started, finished.
     const kinds = (await de.until((ev) => ev.some((e) => e.kind === 'TURN_FINISHED'), 10_000, 'finished event')).map((e) => e.kind);
     const order = ['MESSAGE', 'TURN_QUEUED', 'TURN_STARTED', 'TURN_FINISHED'].map((k) => kinds.indexOf(k));
     expect(order.every((i) => i >= 0)).toBe(true);
