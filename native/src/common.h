@@ -85,6 +85,16 @@ inline float fastExp(float x) {
   return x != x ? x : res;
 }
 
+// tanhf (Cephes: odd polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1) above), branch-free like fastExp.
+inline float fastTanh(float x) {
+  const float ax = std::fabs(x);
+  const float z = x * x;
+  const float small = ((((-5.70498872745E-3f * z + 2.06390887954E-2f) * z - 5.37397155531E-2f) * z +
+                        1.33314422036E-1f) * z - 3.33332819422E-1f) * z * x + x;
+  const float big = std::copysign(1.f - 2.f / (fastExp(2.f * ax) + 1.f), x);
+  return ax > 0.625f ? big : small;
+}
+
 inline void check(bool ok, const std::string& msg) {
   if (!ok) throw std::invalid_argument(msg);
 }

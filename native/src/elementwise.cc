@@ -33,7 +33,7 @@ void runUnary(int op, const float* x, float* y, int64_t n, float alpha, float be
     case U_SQUARE: return unaryLoop(x, y, n, [](float v) { return v * v; });
     case U_ABS: return unaryLoop(x, y, n, [](float v) { return std::fabs(v); });
     case U_SIGMOID: return unaryLoop(x, y, n, [](float v) { return 1.f / (1.f + tn::fastExp(-v)); });
-    case U_TANH: return unaryLoop(x, y, n, [](float v) { return std::tanh(v); });
+    case U_TANH: return unaryLoop(x, y, n, [](float v) { return tn::fastTanh(v); });
     case U_RELU: return unaryLoop(x, y, n, [](float v) { return v < 0.f ? 0.f : v; });
     case U_RELU6: return unaryLoop(x, y, n, [](float v) { return std::isnan(v) ? v : v < 0.f ? 0.f : v > 6.f ? 6.f : v; });
     case U_ELU: return unaryLoop(x, y, n, [](float v) { return v >= 0.f ? v : std::expm1(v); });
@@ -193,7 +193,10 @@ void runBinary(int op, const float* a, const float* b, float* o, const Plan& p) 
       return binaryLoop([](float x, float y) { return (std::isnan(x) || std::isnan(y)) ? kNaN : x < y ? x : y; }, a, b, o, p);
     case B_POW:
       return binaryLoop([](float x, float y) {
-        if (y == 2.f) return x * x;
+        // Small integer powers (GELU's x^3, gradients' x^2) exactly as pow does: the double product is exact
+        // enough that the final rounding to float32 matches.
+        if (y == 2.f) return (float)((double)x * x);
+        if (y == 3.f) return (float)((double)x * x * x);
         if (y == 1.f) return x;
         return (float)std::pow((double)x, (double)y);
       }, a, b, o, p);

@@ -158,13 +158,15 @@ d('native elementwise ops match stock cpu', () => {
     await compareBackends('Sigmoid large', (x) => tf.sigmoid(x!), [randInput(r, [400, 400], -5, 5)], { grads: true, kernels: ['Sigmoid'] });
   });
 
-  it('the vectorised exp (Exp, Sigmoid, Softmax) is accurate over the whole float range', async () => {
+  it('the vectorised exp and tanh (Exp, Sigmoid, Softmax, Tanh) are accurate over the whole float range', async () => {
     await tf.setBackend('native-cpu');
     const xs: number[] = [NaN, Infinity, -Infinity, 0, -0, 88.7, 88.72, 88.73, 89, -87.3, -88, -100, -103.9, -104, -110];
     for (let v = -104; v <= 88.7; v += 0.0137) xs.push(v);
     const x = tf.tensor1d(xs);
     const e = tf.exp(x).dataSync();
     const sg = tf.sigmoid(x).dataSync();
+    const th = tf.tanh(tf.div(x, 10)).dataSync();
+    const x10 = tf.div(x, 10).dataSync();
     x.dispose();
     xs.forEach((v0, i) => {
       const v = Math.fround(v0); // the float32 the kernel saw
@@ -177,6 +179,9 @@ d('native elementwise ops match stock cpu', () => {
       const s = 1 / (1 + Math.exp(-v));
       if (Number.isNaN(s)) expect(sg[i]).toBeNaN();
       else expect(Math.abs(sg[i]! - s), `sigmoid(${v})`).toBeLessThan(1e-7 + 5e-7 * s);
+      const t = Math.tanh(x10[i]!);
+      if (Number.isNaN(t)) expect(th[i]).toBeNaN();
+      else expect(Math.abs(th[i]! - t), `tanh(${x10[i]})`).toBeLessThan(1e-7 + 5e-7 * Math.abs(t));
     });
   });
 
