@@ -68,60 +68,76 @@ describe('restart', () => {
     }
   });
 
-  it('SIGTERM to the real server process drains it (exit 0, running turn back to QUEUED) and a restart finishes it', async () => {
-    const dataDir = tempDir();
-    const port = await freePort();
-    const root = path.resolve(import.meta.dirname, '../..');
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server/main.ts', '--port', String(port)], {
-      cwd: root,
-      env: {
-        ...process.env,
-        VITEST: '',
-        LOG_LEVEL: 'warn',
-        HOST: '127.0.0.1',
-        DATA_DIR: dataDir,
-        MODEL_PATH: await tinyCheckpoint(),
-        TENSOR_BACKEND: process.env.TENSOR_BACKEND ?? 'auto',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdout.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const url = `http://127.0.0.1:${port}/graphql`;
-    const post = async (query: string, variables: Record<string, unknown>, token?: string): Promise<Record<string, any>> => {
-      const r = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-        body: JSON.stringify({ query, variables }),
+  // The real program (src/server/main.ts) in its own process, killed with a signal while a turn is running.
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    const what =
+      signal === 'SIGTERM'
+        ? 'SIGTERM drains the real server process (exit 0, the running turn back to QUEUED); a restart finishes the turn'
+        : 'a crash (SIGKILL) loses nothing: the turn left RUNNING is picked up again at the next start';
+    it(what, async () => {
+      const dataDir = tempDir();
+      const port = await freePort();
+      const root = path.resolve(import.meta.dirname, '../..');
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/server/main.ts', '--port', String(port)], {
+        cwd: root,
+        env: {
+          ...process.env,
+          VITEST: '',
+          LOG_LEVEL: 'warn',
+          HOST: '127.0.0.1',
+          DATA_DIR: dataDir,
+          MODEL_PATH: await tinyCheckpoint(),
+          TENSOR_BACKEND: process.env.TENSOR_BACKEND ?? 'auto',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
-      return (await r.json()) as Record<string, any>; // test-only: shape checked by the assertions below
-    };
-    let passed = false;
-    try {
-      await eventually(() => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok).catch(() => false), 60_000, 'server up');
-      const c = await post(CREATE, { input: { title: 'sigterm', name: 'T' } });
-      const token = c.data.createSession.token as string;
-      const sessionId = c.data.createSession.session.id as string;
-      const s = await post(`mutation($i: SubmitTurnInput!) { submitTurn(input: $i) { id } }`, { i: { sessionId, instruction: 'add a red cube', steps: 60 } }, token);
-      const turnId = s.data.submitTurn.id as string;
-      await eventually(async () => (await post(`query($id: ID!) { turn(id: $id) { status } }`, { id: turnId }, token)).data.turn.status === 'RUNNING', 60_000, 'running');
-      child.kill('SIGTERM');
-      expect(await exited).toBe(0);
-      expect(statuses(dataDir)[turnId]).toBe('QUEUED');
-
-      const s2 = await startTestServer({}, dataDir);
+      let output = '';
+      child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+      child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+      const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+        child.on('exit', (code, sig) => resolve({ code, signal: sig })),
+      );
+      const url = `http://127.0.0.1:${port}/graphql`;
+      // test-only: response shapes are checked by the assertions below
+      const post = async (query: string, variables: Record<string, unknown>, token?: string): Promise<Record<string, any>> => {
+        const r = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+          body: JSON.stringify({ query, variables }),
+        });
+        return (await r.json()) as Record<string, any>;
+      };
+      let passed = false;
       try {
-        const done = await waitTurn(s2, token, turnId, undefined, 120_000);
-        expect(done.status).toBe('SUCCEEDED');
+        await eventually(() => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok).catch(() => false), 60_000, 'server up');
+        const c = await post(CREATE, { input: { title: signal, name: 'T' } });
+        const token = c.data.createSession.token as string;
+        const sessionId = c.data.createSession.session.id as string;
+        const sub = await post(`mutation($i: SubmitTurnInput!) { submitTurn(input: $i) { id } }`, { i: { sessionId, instruction: 'add a red cube', steps: 60 } }, token);
+        const turnId = sub.data.submitTurn.id as string;
+        await eventually(async () => (await post(`query($id: ID!) { turn(id: $id) { status } }`, { id: turnId }, token)).data.turn.status === 'RUNNING', 60_000, 'running');
+        child.kill(signal);
+        const exit = await exited;
+        if (signal === 'SIGTERM') {
+          expect(exit.code).toBe(0);
+          expect(statuses(dataDir)[turnId]).toBe('QUEUED');
+        } else {
+          expect(exit.signal).toBe('SIGKILL');
+          expect(statuses(dataDir)[turnId]).toBe('RUNNING');
+        }
+
+        const s2 = await startTestServer({}, dataDir);
+        try {
+          const done = await waitTurn(s2, token, turnId, undefined, 100_000);
+          expect(done.status).toBe('SUCCEEDED');
+        } finally {
+          await s2.stop();
+        }
+        passed = true;
       } finally {
-        await s2.stop();
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        if (!passed && output.trim()) console.log(output.slice(-2000));
       }
-      passed = true;
-    } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
-      if (!passed && stderr.trim()) console.log(stderr.slice(-2000));
-    }
-  });
+    });
+  }
 });
