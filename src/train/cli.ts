@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { initBackend, parseBackendFlag } from '../backend/index.js';
+import { loadCheckpoint, saveCheckpoint } from '../model/index.js';
 import { DEFAULT_OPTIONS, train, type StageArg, type TrainOptions } from './trainer.js';
 
 const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae --out <folder> [options]
@@ -30,6 +31,9 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
   --resume              continue from out/last (optimizer state and data position included)
   --no-progress         no progress bar
   --backend NAME        tensor backend: auto, native-cpu, cpu, tensorflow
+
+       npm run train -- --export <checkpoint folder> --out <folder> [--dtype float16|float32]
+  copies a model checkpoint (weights, config, tokenizer, embedded autoencoder) for shipping, float16 by default
 `;
 
 function num(v: string | undefined, name: string): number | undefined {
@@ -132,7 +136,25 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
   return o;
 }
 
+/** `--export FROM --out TO [--dtype float16]`: copy a model checkpoint (e.g. best/) for shipping, float16 by default. */
+async function exportModel(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { export: { type: 'string' }, out: { type: 'string' }, dtype: { type: 'string' }, backend: { type: 'string' } },
+    strict: true,
+  });
+  if (!values.export || !values.out) throw new Error('usage: --export <checkpoint folder> --out <folder> [--dtype float16|float32]');
+  const dtype = values.dtype ?? 'float16';
+  if (dtype !== 'float16' && dtype !== 'float32') throw new Error('--dtype must be float16 or float32');
+  await initBackend(parseBackendFlag(argv, process.env));
+  const model = await loadCheckpoint(values.export);
+  await saveCheckpoint(model, values.out, { dtype });
+  process.stdout.write(JSON.stringify({ exported: values.export, to: values.out, dtype, params: model.parameterCount() }) + '\n');
+  model.dispose();
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--export')) return exportModel(process.argv.slice(2));
   const opts = parseTrainArgs(process.argv.slice(2));
   const info = await initBackend(parseBackendFlag(process.argv.slice(2), process.env));
   process.stderr.write(`backend: ${info.name} (${info.device}, ${info.threads} threads)\n`);

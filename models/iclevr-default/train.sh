@@ -1,0 +1,24 @@
+#!/bin/sh
+# How the default i-CLEVR-style model is trained (the exact commands of the shipped run). Every step resumes
+# from its checkpoint, so running this script again after an interruption continues where it stopped.
+# Run from the repository root:  nohup sh models/iclevr-default/train.sh > runs/iclevr-default.log 2>&1 &
+set -e
+cd "$(dirname "$0")/../.."
+COMMON="--dataset iclevr --train-episodes 6000 --val-episodes 200 --checkpoint-minutes 5 --no-progress"
+
+# 1. Autoencoder 64x64x3 <-> 16x16x4 (ran alongside step 2; step 2 only needs some codec to build the model).
+[ -f runs/ae-iclevr/autoencoder/config.json ] || npx tsx src/train/cli.ts $COMMON --stage ae --config small \
+  --out runs/ae-iclevr --resume --steps "${AE_STEPS:-1500}" --batch 8 --lr 1e-3 --val-every 200 --val-batches 8
+
+# 2. Stage 1 (L_icm over image encoder, text encoder, fusion): pixels only, independent of the autoencoder.
+[ -f runs/iclevr-s1/model/config.json ] || npx tsx src/train/cli.ts $COMMON --stage 1 --config small \
+  --autoencoder runs/ae-iclevr/autoencoder --out runs/iclevr-s1 --resume --minutes 60 --lr 2e-4 --batch 16 \
+  --val-every 200 --val-batches 8
+
+# 3. Stages 2 and 3 from the stage-1 model, with the trained autoencoder swapped in as the codec.
+npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small --init runs/iclevr-s1/model \
+  --autoencoder runs/ae-iclevr/autoencoder --out runs/iclevr-default --resume \
+  --minutes "${MINUTES:-600}" --split 0,0.9,0.1 --lr 2e-4 --batch 16 --val-every 400 --val-batches 12
+
+# 4. Ship it (float16).
+npx tsx src/train/cli.ts --export runs/iclevr-default/model --out models/iclevr-default --dtype float16
