@@ -194,11 +194,41 @@ TN_FN(pad) {
   return info.Env().Undefined();
 }
 
+// tile(x, shape, reps, out)
+TN_FN(tile) {
+  tn::F32 x = tn::f32(info[0], "x"), o = tn::f32(info[3], "out");
+  auto shape = tn::ints(info[1], "shape"), reps = tn::ints(info[2], "reps");
+  const size_t R = shape.size();
+  tn::check(R >= 1 && R <= 16 && reps.size() == R && (int64_t)x.n == tn::prod(shape), "tile: shapes");
+  std::vector<int64_t> os(R);
+  for (size_t k = 0; k < R; k++) os[k] = shape[k] * reps[k];
+  tn::check((int64_t)o.n == tn::prod(os), "tile: output size");
+  if (o.n == 0) return info.Env().Undefined();
+  auto ist = contiguousStrides(shape);
+  const int64_t L = shape[R - 1], OL = os[R - 1];
+  int64_t rows = 1;
+  for (size_t k = 0; k + 1 < R; k++) rows *= os[k];
+  int nt = tn::threadsFor(o.n);
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t rem = r, so = 0;
+    for (size_t k = R - 1; k-- > 0;) {
+      int64_t i = rem % os[k];
+      rem /= os[k];
+      so += (i % shape[k]) * ist[k];
+    }
+    float* dst = o.p + r * OL;
+    for (int64_t j = 0; j < OL; j += L) std::memcpy(dst + j, x.p + so, sizeof(float) * L);
+  }
+  return info.Env().Undefined();
+}
+
 namespace tn {
 void initShapeOps(Napi::Env env, Napi::Object exports) {
   TN_EXPORT(exports, transpose);
   TN_EXPORT(exports, slice);
   TN_EXPORT(exports, concat);
   TN_EXPORT(exports, pad);
+  TN_EXPORT(exports, tile);
 }
 }  // namespace tn

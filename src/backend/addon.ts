@@ -60,6 +60,7 @@ export interface NativeAddon {
   slice(x: F32, shape: Shape, begin: Shape, size: Shape, out: F32): void;
   concat(inputs: F32[], inner: Shape, outer: number, out: F32): void;
   pad(x: F32, shape: Shape, before: Shape, outShape: Shape, value: number, out: F32): void;
+  tile(x: F32, shape: Shape, reps: Shape, out: F32): void;
   resizeBilinear(x: F32, xShape: Shape, size: Shape, alignCorners: boolean, halfPixelCenters: boolean, out: F32): void;
   resizeBilinearGrad(dy: F32, xShape: Shape, dySize: Shape, alignCorners: boolean, halfPixelCenters: boolean,
     dx: F32): void;

@@ -411,6 +411,43 @@ const padImpl: NativeImpl = ({ inputs, attrs }, b) => {
   return out(b, shape, o);
 };
 
+const tileImpl: NativeImpl = ({ inputs, attrs }, b) => {
+  const x = inputs.x!;
+  const xv = f32(b, x);
+  const reps = attrs!.reps as number[];
+  if (!xv || x.shape.length === 0 || reps.length !== x.shape.length) return null;
+  const shape = x.shape.map((d, i) => d * reps[i]!);
+  const o = new Float32Array(size(shape));
+  N.tile(xv, x.shape, reps, o);
+  return out(b, shape, o);
+};
+
+/**
+ * UnsortedSegmentSum (the gradient of Gather, i.e. of every embedding lookup). The stock kernel loops over all
+ * numSegments with whole-tensor ops (O(vocab x tokens)); this is one pass over the ids. Ids outside
+ * [0, numSegments) are dropped, as in the stock kernel.
+ */
+const unsortedSegmentSumImpl: NativeImpl = ({ inputs, attrs }, b) => {
+  const { x, segmentIds } = inputs;
+  const xv = f32(b, x);
+  if (!xv || !segmentIds || segmentIds.dtype !== 'int32') return null;
+  const ids = b.data.get(segmentIds.dataId)?.values;
+  if (!(ids instanceof Int32Array)) return null;
+  const num = attrs!.numSegments as number;
+  const rest = x!.shape.slice(segmentIds.shape.length);
+  const inner = size(rest);
+  if (ids.length * inner !== xv.length) return null;
+  const o = new Float32Array(num * inner);
+  for (let i = 0; i < ids.length; i++) {
+    const s = ids[i]!;
+    if (s < 0 || s >= num) continue;
+    const dst = s * inner;
+    const src = i * inner;
+    for (let j = 0; j < inner; j++) o[dst + j]! += xv[src + j]!;
+  }
+  return out(b, [num, ...rest], o);
+};
+
 const addNImpl: NativeImpl = ({ inputs }, b) => {
   const all = Object.values(inputs) as TensorInfo[];
   const vals = all.map((t) => f32(b, t));
@@ -461,6 +498,8 @@ function nativeKernels(): Record<string, NativeImpl> {
   k[tf.Prelu] = ({ inputs }, b) => binary(BinaryOp.Prelu, b, inputs.x!, inputs.alpha!);
   k[tf.EluGrad] = ({ inputs }, b) => binary(BinaryOp.EluGrad, b, inputs.dy!, inputs.y!);
   k[tf.AddN] = addNImpl;
+  k[tf.Tile] = tileImpl;
+  k[tf.UnsortedSegmentSum] = unsortedSegmentSumImpl;
   k[tf.Sum] = reduceImpl(ReduceOp.Sum);
   k[tf.Mean] = reduceImpl(ReduceOp.Mean);
   k[tf.Max] = reduceImpl(ReduceOp.Max);

@@ -273,6 +273,27 @@ d('native data movement matches stock cpu', () => {
     await compareBackends('strided slice', (x) => tf.slice(x!, [0, 1, 2], [3, 2, 3]), [randInput(r, [3, 4, 6])], { kernels: ['Slice'] });
   });
 
+  it('Tile with random reps', async () => {
+    const r = rng(19);
+    for (let i = 0; i < 5; i++) {
+      const shape = Array.from({ length: int(r, 1, 4) }, () => int(r, 1, 4));
+      const reps = shape.map(() => int(r, 1, 3));
+      await compareBackends(`tile ${shape} x ${reps}`, (x) => tf.tile(x!, reps), [randInput(r, shape)], { grads: true, kernels: ['Tile'], seed: i });
+    }
+    await compareBackends('tile big', (x) => tf.tile(x!, [1, 300, 2]), [randInput(r, [4, 1, 200])], { kernels: ['Tile'] });
+  });
+
+  it('UnsortedSegmentSum (the embedding gradient) with repeated and out-of-range ids', async () => {
+    const r = rng(20);
+    const ids = { shape: [15], values: Float32Array.from([0, 2, 2, 7, 1, 0, 0, -1, 9, 3, 3, 3, 8, 2, 0]), dtype: 'int32' as const };
+    await compareBackends('unsortedSegmentSum', (x, s) => tf.unsortedSegmentSum(x!, s as tf.Tensor1D, 9),
+      [randInput(r, [15, 4]), ids], { kernels: ['UnsortedSegmentSum'] });
+    // Through the gradient of an embedding lookup (Gather).
+    const tokens = { shape: [2, 6], values: Float32Array.from([1, 4, 4, 0, 9, 9, 2, 2, 2, 5, 11, 0]), dtype: 'int32' as const };
+    await compareBackends('embedding grad', (table, t) => tf.grad((w: tf.Tensor) => tf.sum(tf.square(tf.gather(w, t!))))(table!),
+      [randInput(r, [12, 8]), tokens], { kernels: ['UnsortedSegmentSum'] });
+  });
+
   it('PadV2 with random paddings and constant', async () => {
     const r = rng(15);
     for (let i = 0; i < 4; i++) {
