@@ -115,12 +115,38 @@ function iclevrScenes(seed: number): SceneSource {
   };
 }
 
-/** CoDraw: every turn's scene of the training split's episodes (objects placed by drawers), sampled uniformly. */
+/**
+ * CoDraw: every turn's scene of the training split's episodes (objects placed by drawers). Scenes are drawn with
+ * probability proportional to sqrt(mean class count / count of the scene's rarest class), clipped to [1, 4]:
+ * the long tail of small clip-art (food, glasses, toys) is seen more often than uniform sampling would show it.
+ */
 function codrawScenes(dir: string | undefined): SceneSource {
   const eps = loadCodraw({ split: 'train', ...(dir ? { dir } : {}) });
   const scenes = eps.flatMap((e) => e.turns.map((t) => t.objects as SceneObject[]));
   if (scenes.length === 0) throw new Error('CoDraw training split has no scenes');
-  return { next: (rng) => scenes[Math.floor(rng.next() * scenes.length)]! };
+  const counts = new Map<string, number>();
+  for (const s of scenes) for (const l of new Set(s.map(objectLabel))) counts.set(l, (counts.get(l) ?? 0) + 1);
+  const mean = [...counts.values()].reduce((a, b) => a + b, 0) / Math.max(1, counts.size);
+  const cumulative = new Float64Array(scenes.length);
+  let total = 0;
+  scenes.forEach((s, i) => {
+    const rarest = Math.min(Infinity, ...s.map((o) => counts.get(objectLabel(o))!));
+    total += Number.isFinite(rarest) ? Math.min(4, Math.max(1, Math.sqrt(mean / rarest))) : 1;
+    cumulative[i] = total;
+  });
+  return {
+    next(rng) {
+      const u = rng.next() * total;
+      let lo = 0;
+      let hi = scenes.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (cumulative[mid]! > u) hi = mid;
+        else lo = mid + 1;
+      }
+      return scenes[lo]!;
+    },
+  };
 }
 
 export function sceneSource(dataset: Dataset, opts: Pick<SourceOptions, 'seed' | 'codrawDir'>): SceneSource {
