@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { createModel, modelConfig, type CddIcm, type LossOptions } from '../../src/model/index.js';
 import { makeTurns, seededRng, tinyTokenizer, toBatch } from './fixtures.js';
 
-/** An even smaller variant of `tiny` so that 150 optimiser steps fit in a test on 2 cpu cores. */
+/** An even smaller variant of `tiny` so that 210 optimiser steps fit in a test on 2 cpu cores. */
 function microModel(): CddIcm {
   const vision = { imageSize: 16, patchSize: 4, width: 16, layers: 1, heads: 2 };
   const cfg = modelConfig('tiny', {
@@ -47,12 +47,12 @@ describe('training on a tiny synthetic dataset', () => {
 
     const t0 = performance.now();
     const icm0 = evalLoss({ stage: 1 }, 'icm', [1]);
-    train(1, 100, 3e-3);
+    train(1, 150, 3e-3);
     const icm1 = evalLoss({ stage: 1 }, 'icm', [1]);
     const t1 = performance.now();
 
     const cdd0 = evalLoss(stage2, 'cdd', evalSeeds);
-    train(2, 50, 3e-3);
+    train(2, 60, 3e-3);
     const cdd1 = evalLoss(stage2, 'cdd', evalSeeds);
     const icm2 = evalLoss({ stage: 1 }, 'icm', [1]);
 
