@@ -27,6 +27,7 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
   --train-file F --val-file F           episodes JSON Lines instead
   --codraw-dir DIR      CoDraw dataset folder
   --image-size S        pixels (default 64)
+  --context-length N    text tokens of a fresh model (default: the preset's; CoDraw dialogues want ~96)
   --seed S              data / noise seed (default 0)
   --resume              continue from out/last (optimizer state and data position included)
   --no-progress         no progress bar
@@ -73,6 +74,7 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
       autoencoder: { type: 'string' },
       init: { type: 'string' },
       'image-size': { type: 'string' },
+      'context-length': { type: 'string' },
       seed: { type: 'string' },
       resume: { type: 'boolean' },
       'no-progress': { type: 'boolean' },
@@ -127,6 +129,7 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
   set('trainEpisodes', num(values['train-episodes'], 'train-episodes'));
   set('valEpisodes', num(values['val-episodes'], 'val-episodes'));
   set('imageSize', num(values['image-size'], 'image-size'));
+  set('contextLength', num(values['context-length'], 'context-length'));
   set('seed', num(values.seed, 'seed'));
   set('trainFile', values['train-file']);
   set('valFile', values['val-file']);

@@ -87,6 +87,8 @@ export interface TrainOptions {
   /** Start stage 'all' / 2 / 3 from this model checkpoint instead of a fresh model. */
   init?: string;
   imageSize: number;
+  /** Text context length of a fresh model (default: the preset's). */
+  contextLength?: number;
   seed: number;
   resume: boolean;
   progress: boolean;
@@ -271,6 +273,8 @@ async function buildModel(o: TrainOptions, train: TurnDataset): Promise<CddIcm> 
   // --autoencoder with --init swaps the codec (e.g. stage 1 ran while the autoencoder was still training).
   if (o.init) return loadCheckpoint(o.init, o.autoencoder ? { codec: new AutoencoderCodec(await loadAutoencoder(o.autoencoder)) } : {});
   const cfg: ModelConfig = modelConfig(o.config, { imageSize: o.imageSize });
+  // CoDraw's dialogue turns are much longer than i-CLEVR's instructions.
+  if (o.contextLength !== undefined) cfg.text = { ...cfg.text, contextLength: o.contextLength };
   if (cfg.tokenizer !== 'word') throw new Error(`preset ${o.config} wants a ${cfg.tokenizer} tokenizer: initialise it with --init from a converted CLIP checkpoint`);
   // A word-level tokenizer built from the training corpus (models trained from scratch).
   const tokenizer = WordTokenizer.fromCorpus(train.texts, { contextLength: cfg.text.contextLength });
