@@ -448,6 +448,26 @@ const unsortedSegmentSumImpl: NativeImpl = ({ inputs, attrs }, b) => {
   return out(b, [num, ...rest], o);
 };
 
+/** GatherV2 along axis 0 (embedding lookups): whole-row copies instead of the stock per-element indexing. */
+const gatherImpl: NativeImpl = ({ inputs, attrs }, b) => {
+  const { x, indices } = inputs;
+  const xv = f32(b, x);
+  if (!xv || !indices || indices.dtype !== 'int32' || ((attrs!.batchDims as number | undefined) ?? 0) !== 0) return null;
+  if (tf.util.parseAxisParam(attrs!.axis as number, x!.shape)[0] !== 0) return null;
+  const ids = b.data.get(indices.dataId)?.values;
+  if (!(ids instanceof Int32Array)) return null;
+  const rows = x!.shape[0]!;
+  const rest = x!.shape.slice(1);
+  const inner = size(rest);
+  const o = new Float32Array(ids.length * inner);
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    if (id < 0 || id >= rows) return null; // the stock kernel reports the bad index
+    o.set(xv.subarray(id * inner, (id + 1) * inner), i * inner);
+  }
+  return out(b, [...indices.shape, ...rest], o);
+};
+
 const addNImpl: NativeImpl = ({ inputs }, b) => {
   const all = Object.values(inputs) as TensorInfo[];
   const vals = all.map((t) => f32(b, t));
@@ -499,6 +519,7 @@ function nativeKernels(): Record<string, NativeImpl> {
   k[tf.EluGrad] = ({ inputs }, b) => binary(BinaryOp.EluGrad, b, inputs.dy!, inputs.y!);
   k[tf.AddN] = addNImpl;
   k[tf.Tile] = tileImpl;
+  k[tf.GatherV2] = gatherImpl;
   k[tf.UnsortedSegmentSum] = unsortedSegmentSumImpl;
   k[tf.Sum] = reduceImpl(ReduceOp.Sum);
   k[tf.Mean] = reduceImpl(ReduceOp.Mean);

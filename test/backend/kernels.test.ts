@@ -291,7 +291,16 @@ d('native data movement matches stock cpu', () => {
     // Through the gradient of an embedding lookup (Gather).
     const tokens = { shape: [2, 6], values: Float32Array.from([1, 4, 4, 0, 9, 9, 2, 2, 2, 5, 11, 0]), dtype: 'int32' as const };
     await compareBackends('embedding grad', (table, t) => tf.grad((w: tf.Tensor) => tf.sum(tf.square(tf.gather(w, t!))))(table!),
-      [randInput(r, [12, 8]), tokens], { kernels: ['UnsortedSegmentSum'] });
+      [randInput(r, [12, 8]), tokens], { kernels: ['UnsortedSegmentSum', 'GatherV2'] });
+    await compareBackends('gather rows', (table, t) => tf.gather(table!, t!), [randInput(r, [12, 3, 5]), tokens], { kernels: ['GatherV2'] });
+    // A bad index reaches the stock kernel, which reports it.
+    await tf.setBackend('native-cpu');
+    const table = tf.zeros([4, 2]);
+    const bad = tf.tensor1d([1, 7], 'int32');
+    expect(() => tf.gather(table, bad)).toThrow(/index value 7/);
+    tf.dispose([table, bad]);
+    // Other axes go to the stock kernel.
+    await compareBackends('gather axis 1', (table, t) => tf.gather(table!, t!, 1), [randInput(r, [3, 12, 2]), tokens]);
   });
 
   it('PadV2 with random paddings and constant', async () => {
