@@ -324,6 +324,8 @@ export async function trainModel(o: TrainOptions, control: TrainControl = {}): P
     st = { kind: 'cdd-icm', version: 1, plan, stageIndex: 0, loop: initialLoopState(o.lr, 0), budgets: stageBudgets(o, plan) };
   }
   const eta = o.eta ?? 1;
+  // The autoencoder is frozen: remember each canvas's latent instead of re-encoding it every epoch.
+  if (model.codec instanceof AutoencoderCodec) model.codec.enableCache(Math.max(train.numImages, val.numImages) * 2);
   const stop = installStop();
   const result: TrainResult = { out: o.out, interrupted: false, finished: [], steps: [], bestVal: [] };
   try {

@@ -106,3 +106,24 @@ describe('autoencoder', () => {
     expect(f16.tensors.get('b')!.data).toBeInstanceOf(Int32Array);
   });
 });
+
+describe('AutoencoderCodec latent cache', () => {
+  it('returns the same latents with the cache on, for new, repeated and mixed batches', () => {
+    const ae = createAutoencoder('tiny');
+    const plain = new AutoencoderCodec(ae);
+    const cached = new AutoencoderCodec(ae);
+    cached.enableCache(5);
+    const a = scenes(3, 16, 0);
+    const b = scenes(4, 16, 2); // overlaps a's last image, adds three new ones (one will not fit the cache)
+    for (const x of [a, a, b, b]) {
+      const want = plain.encode(x);
+      const got = cached.encode(x);
+      expect(got.shape).toEqual(want.shape);
+      expect(tf.max(tf.abs(tf.sub(got, want))).dataSync()[0]).toBeLessThan(1e-5);
+      tf.dispose([want, got]);
+    }
+    expect(cached.cacheSize()).toBe(5);
+    tf.dispose([a, b]);
+    ae.dispose();
+  });
+});

@@ -26,16 +26,72 @@ export interface ImageCodec {
   decode(z: tf.Tensor4D): tf.Tensor4D;
 }
 
+/** A 64-bit content hash of one image's float values (two independent 32-bit FNV-1a streams over the bits). */
+function imageKey(bits: Uint32Array, start: number, end: number): string {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ (end - start);
+  for (let i = start; i < end; i++) {
+    const x = bits[i]!;
+    a = Math.imul(a ^ x, 0x01000193);
+    b = Math.imul(b ^ ((x >>> 16) | (x << 16)), 0x5bd1e995) ^ (b >>> 15);
+  }
+  return `${(a >>> 0).toString(36)}:${(b >>> 0).toString(36)}`;
+}
+
 /** The diffusion runs on these latents: encode = scaled posterior mean, decode = decoder(z / scale). */
 export class AutoencoderCodec implements ImageCodec {
   readonly channels: number;
   readonly downFactor: number;
+  private cache: Map<string, Float32Array> | null = null;
+  private cacheLimit = 0;
   constructor(readonly autoencoder: Autoencoder) {
     this.channels = autoencoder.config.latentChannels;
     this.downFactor = autoencoder.config.downFactor;
   }
+
+  /**
+   * Remember latents by image content (training sees the same rendered canvases every epoch, and a turn's
+   * reference is another turn's target), up to `maxEntries` images. The autoencoder is frozen, so a cached
+   * latent is what encode would compute.
+   */
+  enableCache(maxEntries = 100_000): void {
+    this.cache ??= new Map();
+    this.cacheLimit = maxEntries;
+  }
+
+  /** Cache statistics (entries held). */
+  cacheSize(): number {
+    return this.cache?.size ?? 0;
+  }
+
   encode(images: tf.Tensor4D): tf.Tensor4D {
-    return this.autoencoder.encode(images);
+    if (!this.cache) return this.autoencoder.encode(images);
+    const cache = this.cache;
+    const [n, h, w, c] = images.shape;
+    const per = h * w * c;
+    const bits = new Uint32Array(Float32Array.from(images.dataSync()).buffer);
+    const keys = Array.from({ length: n }, (_, i) => imageKey(bits, i * per, (i + 1) * per));
+    const missing = keys.map((k, i) => (cache.has(k) ? -1 : i)).filter((i) => i >= 0);
+    if (missing.length > 0) {
+      const fresh = tf.tidy(() => this.autoencoder.encode(missing.length === n ? images : tf.gather(images, missing)));
+      const vals = Float32Array.from(fresh.dataSync());
+      const zPer = vals.length / missing.length;
+      missing.forEach((i, j) => {
+        if (cache.size < this.cacheLimit) cache.set(keys[i]!, Float32Array.from(vals.subarray(j * zPer, (j + 1) * zPer)));
+      });
+      if (missing.length === n) return fresh;
+      // Some images did not fit the cache: fall back to the fresh batch for them.
+      const byIndex = new Map(missing.map((i, j) => [i, vals.subarray(j * zPer, (j + 1) * zPer)]));
+      fresh.dispose();
+      const [zh, zw, zc] = [h / this.downFactor, w / this.downFactor, this.channels];
+      const out = new Float32Array(n * zh * zw * zc);
+      keys.forEach((k, i) => out.set(byIndex.get(i) ?? cache.get(k)!, i * zh * zw * zc));
+      return tf.tensor4d(out, [n, zh, zw, zc]);
+    }
+    const [zh, zw, zc] = [h / this.downFactor, w / this.downFactor, this.channels];
+    const out = new Float32Array(n * zh * zw * zc);
+    keys.forEach((k, i) => out.set(cache.get(k)!, i * zh * zw * zc));
+    return tf.tensor4d(out, [n, zh, zw, zc]);
   }
   decode(z: tf.Tensor4D): tf.Tensor4D {
     return this.autoencoder.decode(z);
