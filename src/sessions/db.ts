@@ -136,7 +136,7 @@ export async function openDatabase(config: Config): Promise<Db> {
   const applied = await migratePostgres(target.url, readMigrations(findPrismaDir('postgres/migrations')));
   if (applied.length) log.info({ applied }, 'applied migrations');
   // The generated client was built for SQLite's query compiler; PostgreSQL needs the client generated from
-  // prisma/postgres/schema.prisma (see docs/SERVER.md). The model API is the same.
+  // prisma/postgres/schema.prisma (see README.md, Persistence). The model API is the same.
   // A variable specifier: the PostgreSQL client is generated only when asked for, so it is not type-checked here.
   const pgModule = '../generated/prisma-pg/client.js';
   const pgClient = (await import(pgModule).catch(() => {
