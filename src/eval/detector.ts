@@ -8,9 +8,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { Conv, GroupNorm, Layer, SeedStream } from './layers.js';
 import { imagesToTensor, resizeImage, type RgbImage } from '../data/index.js';
-import { readSafetensorsFile, writeSafetensorsFile, type NamedArray, type StDtype } from './safetensors.js';
+import { Conv2d, GroupNorm, Module, readSafetensors, writeSafetensors } from '../model/index.js';
 import type { LocatedObject } from './metrics.js';
 
 export type DetectorDataset = 'iclevr' | 'codraw';
@@ -61,20 +60,47 @@ export interface DetectorLosses {
   coord: tf.Scalar;
 }
 
-class Stage extends Layer {
-  private readonly down: Conv;
+/** Float32 arrays by name, as snapshot() reads them and restore() assigns them. */
+export interface NamedArray {
+  shape: number[];
+  data: Float32Array;
+}
+
+/**
+ * The detector's own initialiser seeds: the config's seed fixes its weights without touching the model part's
+ * global seed stream (same LCG as nn.ts's nextSeed).
+ */
+type SeedStream = () => number;
+function seedStream(seed: number): SeedStream {
+  let state = seed % 2147483647 || 1;
+  return () => (state = (state * 1103515245 + 12345) % 2147483647);
+}
+
+/** He-uniform (limit sqrt(6 / fan-in)), which the committed detectors were trained from, on the detector's seeds. */
+function conv(inC: number, outC: number, kernel: number, seeds: SeedStream, stride = 1): Conv2d {
+  return new Conv2d(inC, outC, kernel, {
+    stride,
+    init: (shape, fanIn) => {
+      const limit = Math.sqrt(6 / fanIn);
+      return tf.randomUniform(shape, -limit, limit, 'float32', seeds());
+    },
+  });
+}
+
+class Stage extends Module {
+  private readonly down: Conv2d;
   private readonly n1: GroupNorm | null;
-  private readonly convs: { conv: Conv; norm: GroupNorm | null }[] = [];
+  private readonly convs: { conv: Conv2d; norm: GroupNorm | null }[] = [];
   constructor(inC: number, outC: number, groups: number, seeds: SeedStream, extraConvs: number, norm: boolean) {
     super();
     const g = Math.min(groups, outC);
-    this.down = this.child('down', new Conv(inC, outC, 3, seeds, 2));
+    this.down = this.child('down', conv(inC, outC, 3, seeds, 2));
     this.n1 = norm ? this.child('norm1', new GroupNorm(g, outC)) : null;
     // Names of the first extra conv match the original two-conv stage ("conv", "norm2").
     for (let i = 0; i < extraConvs; i++) {
       const sfx = i === 0 ? '' : String(i + 1);
-      const conv = this.child(`conv${sfx}`, new Conv(outC, outC, 3, seeds));
-      this.convs.push({ conv, norm: norm ? this.child(`norm2${sfx}`, new GroupNorm(g, outC)) : null });
+      const c = this.child(`conv${sfx}`, conv(outC, outC, 3, seeds));
+      this.convs.push({ conv: c, norm: norm ? this.child(`norm2${sfx}`, new GroupNorm(g, outC)) : null });
     }
   }
   apply(x: tf.Tensor4D): tf.Tensor4D {
@@ -96,12 +122,12 @@ class Stage extends Layer {
  * presence logit = logsumexp of L_k over the grid, location = softmax(L_k)-weighted mean of cell centres plus
  * per-cell offsets (and, for CoDraw, of a per-cell depth estimate).
  */
-export class ObjectDetector extends Layer {
+export class ObjectDetector extends Module {
   private readonly stages: Stage[] = [];
-  private readonly headConv: Conv;
+  private readonly headConv: Conv2d;
   private readonly headNorm: GroupNorm;
-  private readonly presenceConv: Conv;
-  private readonly geometryConv: Conv;
+  private readonly presenceConv: Conv2d;
+  private readonly geometryConv: Conv2d;
   private readonly weights: tf.Tensor1D;
   private readonly gridX: tf.Tensor2D;
   private readonly gridY: tf.Tensor2D;
@@ -110,7 +136,7 @@ export class ObjectDetector extends Layer {
 
   constructor(readonly config: DetectorConfig) {
     super();
-    const seeds = new SeedStream(config.seed);
+    const seeds = seedStream(config.seed);
     let c = 3;
     config.channels.forEach((ch, i) => {
       const side = config.inputSize / 2 ** (i + 1);
@@ -122,11 +148,11 @@ export class ObjectDetector extends Layer {
     if (!Number.isInteger(grid) || grid < 1) throw new Error(`detector: input ${config.inputSize} not divisible by 2^${config.channels.length}`);
     this.grid = grid;
     const k = config.classes.length;
-    this.headConv = this.child('head', new Conv(c, config.hidden, 3, seeds));
+    this.headConv = this.child('head', conv(c, config.hidden, 3, seeds));
     this.headNorm = this.child('headNorm', new GroupNorm(Math.min(config.groups, config.hidden), config.hidden));
-    this.presenceConv = this.child('presence', new Conv(config.hidden, k, 1, seeds));
+    this.presenceConv = this.child('presence', conv(config.hidden, k, 1, seeds));
     // Offsets x, y per class (and depth), one 1x1 convolution: [x offsets K | y offsets K | depth K].
-    this.geometryConv = this.child('geometry', new Conv(config.hidden, k * config.coords, 1, seeds));
+    this.geometryConv = this.child('geometry', conv(config.hidden, k * config.coords, 1, seeds));
     // Start every class near "absent" (sum of exp over the grid = e^-3: sigmoid ~ 0.05).
     this.presenceConv.bias.assign(tf.fill([k], -Math.log(grid * grid) - 3));
     if (config.classWeights.length !== k) throw new Error('detector: classWeights length differs from classes');
@@ -235,7 +261,7 @@ export function snapshot(vars: Map<string, tf.Variable>): Map<string, NamedArray
 }
 
 /** Assign named arrays to variables; every variable must be present with its shape. */
-export function restore(vars: Map<string, tf.Variable>, arrays: Map<string, NamedArray>, what: string): void {
+export function restore(vars: Map<string, tf.Variable>, arrays: ReadonlyMap<string, NamedArray>, what: string): void {
   for (const [name, v] of vars) {
     const a = arrays.get(name);
     if (!a) throw new Error(`${what}: missing tensor ${name}`);
@@ -248,9 +274,9 @@ export const DETECTOR_CONFIG_FILE = 'config.json';
 export const DETECTOR_WEIGHTS_FILE = 'model.safetensors';
 
 /** Save the detector's config and weights (float16 by default: the checkpoint is small and precise enough). */
-export async function saveDetector(det: ObjectDetector, dir: string, dtype: StDtype = 'F16'): Promise<void> {
+export async function saveDetector(det: ObjectDetector, dir: string, dtype: 'F32' | 'F16' = 'F16'): Promise<void> {
   await mkdir(dir, { recursive: true });
-  await writeSafetensorsFile(join(dir, DETECTOR_WEIGHTS_FILE), snapshot(det.namedParameters()), dtype);
+  await writeSafetensors(join(dir, DETECTOR_WEIGHTS_FILE), snapshot(det.namedParameters()), { dtype });
   await writeFile(join(dir, DETECTOR_CONFIG_FILE), JSON.stringify(det.config, null, 2) + '\n');
 }
 
@@ -261,6 +287,6 @@ export async function loadDetector(dir: string): Promise<ObjectDetector> {
   const config = JSON.parse(await readFile(cfgPath, 'utf8')) as DetectorConfig;
   if (config.kind !== 'object-detector' || config.format !== 1) throw new Error(`${cfgPath}: not an object-detector checkpoint (format 1)`);
   const det = new ObjectDetector(config);
-  restore(det.namedParameters(), await readSafetensorsFile(join(dir, DETECTOR_WEIGHTS_FILE)), join(dir, DETECTOR_WEIGHTS_FILE));
+  restore(det.namedParameters(), await readSafetensors(join(dir, DETECTOR_WEIGHTS_FILE)), join(dir, DETECTOR_WEIGHTS_FILE));
   return det;
 }

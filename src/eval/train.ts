@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { RgbImage } from '../data/index.js';
 import { partLogger } from '../log/index.js';
 import { ObjectDetector, restore, saveDetector, snapshot, type DetectorConfig } from './detector.js';
-import { readSafetensorsFile, writeSafetensorsFile } from './safetensors.js';
+import { readSafetensors, writeSafetensors } from '../model/index.js';
 import type { LocatedObject } from './metrics.js';
 
 const log = partLogger('eval.train');
@@ -128,7 +128,7 @@ async function loadTrainerState(dir: string, adam: Adam): Promise<TrainerState |
   const tp = join(dir, TRAINER_FILE);
   if (!existsSync(tp) || !existsSync(join(dir, OPTIMIZER_FILE))) return null;
   const state = JSON.parse(await readFile(tp, 'utf8')) as TrainerState;
-  const arrays = await readSafetensorsFile(join(dir, OPTIMIZER_FILE));
+  const arrays = await readSafetensors(join(dir, OPTIMIZER_FILE));
   const m = new Map<string, tf.Variable>();
   for (const [n, v] of adam.m) m.set(`m.${n}`, v);
   for (const [n, v] of adam.v) m.set(`v.${n}`, v);
@@ -141,11 +141,11 @@ async function saveTraining(dir: string, det: ObjectDetector, adam: Adam, state:
   await mkdir(dir, { recursive: true });
   await saveDetector(det, dir, 'F16');
   // A float32 copy of the weights lets a resumed run continue without float16 rounding.
-  await writeSafetensorsFile(join(dir, 'model.f32.safetensors'), snapshot(det.namedParameters()), 'F32');
+  await writeSafetensors(join(dir, 'model.f32.safetensors'), snapshot(det.namedParameters()), { dtype: 'F32' });
   const opt = new Map<string, tf.Variable>();
   for (const [n, v] of adam.m) opt.set(`m.${n}`, v);
   for (const [n, v] of adam.v) opt.set(`v.${n}`, v);
-  await writeSafetensorsFile(join(dir, OPTIMIZER_FILE), snapshot(opt), 'F32');
+  await writeSafetensors(join(dir, OPTIMIZER_FILE), snapshot(opt), { dtype: 'F32' });
   await writeFile(join(dir, TRAINER_FILE), JSON.stringify(state, null, 2) + '\n');
 }
 
@@ -153,7 +153,7 @@ async function saveTraining(dir: string, det: ObjectDetector, adam: Adam, state:
 export async function restoreTrainingWeights(det: ObjectDetector, dir: string): Promise<boolean> {
   const p = join(dir, 'model.f32.safetensors');
   if (!existsSync(p)) return false;
-  restore(det.namedParameters(), await readSafetensorsFile(p), p);
+  restore(det.namedParameters(), await readSafetensors(p), p);
   return true;
 }
 

@@ -98,11 +98,18 @@ export class Conv2d extends Module {
     readonly inChannels: number,
     readonly outChannels: number,
     readonly kernel: number,
-    readonly opts: { stride?: number; zeroInit?: boolean; padding?: 'same' | 'valid' } = {},
+    readonly opts: {
+      stride?: number;
+      zeroInit?: boolean;
+      padding?: 'same' | 'valid';
+      /** Custom weight initialiser (shape HWIO, fan-in k*k*in); overrides the default, e.g. for a private seed stream. */
+      init?: (shape: number[], fanIn: number) => tf.Tensor;
+    } = {},
   ) {
     super();
     const shape = [kernel, kernel, inChannels, outChannels];
-    this.weight = this.param('weight', opts.zeroInit ? tf.zeros(shape) : heUniform(shape, kernel * kernel * inChannels));
+    const fanIn = kernel * kernel * inChannels;
+    this.weight = this.param('weight', opts.zeroInit ? tf.zeros(shape) : opts.init ? opts.init(shape, fanIn) : heUniform(shape, fanIn));
     this.bias = this.param('bias', tf.zeros([outChannels]));
   }
   apply(x: tf.Tensor4D): tf.Tensor4D {
