@@ -2,6 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ICLEVR_LABELS, CODRAW_CLASSES, renderScene, generateIclevrEpisodes } from '../../src/data/index.js';
@@ -20,6 +21,11 @@ import {
   type DetectorConfig,
   type TrainSample,
 } from '../../src/eval/index.js';
+
+// The committed CoDraw clip-art sample (test/fixtures/codraw/README.md), so the tests need no shared/ datasets
+// folder; it holds only some clip-art (e.g. p_5s.png, the tent), so render only classes that it has.
+const CLIPART = fileURLToPath(new URL('../fixtures/codraw/clipart', import.meta.url));
+const TENT = CODRAW_CLASSES.indexOf('tent'); // p_5s.png
 
 const dirs: string[] = [];
 async function tmp(): Promise<string> {
@@ -54,7 +60,7 @@ describe('ObjectDetector', () => {
 
   it('detect() resizes any image size and reports labels, positions, depth levels and scores above the threshold', () => {
     const det = new ObjectDetector({ ...tinyConfig('codraw'), threshold: 0 }); // threshold 0: every class is reported
-    const img = renderScene('codraw', [{ cls: 18, x: 0.5, y: 0.6, z: 1, flip: false }], 48);
+    const img = renderScene('codraw', [{ cls: TENT, x: 0.5, y: 0.6, z: 1, flip: false }], 48, { clipartDir: CLIPART });
     const [dets] = det.detect([img]);
     expect(dets).toHaveLength(58);
     for (const d of dets!) {
