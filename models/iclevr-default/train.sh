@@ -4,7 +4,7 @@
 # Run from the repository root:  nohup sh models/iclevr-default/train.sh > runs/iclevr-default.log 2>&1 &
 set -e
 cd "$(dirname "$0")/../.."
-COMMON="--dataset iclevr --train-episodes 6000 --val-episodes 200 --checkpoint-minutes 5 --no-progress"
+COMMON="--dataset iclevr --train-episodes 6000 --val-episodes 200 --checkpoint-minutes 5"
 
 # 1. Autoencoder 64x64x3 <-> 16x16x4 (ran alongside step 2; step 2 only needs some codec to build the model).
 [ -f runs/ae-iclevr/autoencoder/config.json ] || npx tsx src/train/cli.ts $COMMON --stage ae --config small \
