@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { Image, createCanvas, type SKRSContext2D } from '@napi-rs/canvas';
 import { CODRAW_CANVAS, CODRAW_DEPTH_SCALE, codrawPng, defaultCodrawDir } from './codraw.js';
 import type { CodrawObject } from './episode.js';
-import type { RgbImage } from './image.js';
+import { contextToImage, type RgbImage } from './image.js';
 
 export interface CodrawRenderOptions {
   /** Folder with background.png and the clip-art PNGs. Default: {defaultCodrawDir()}/clipart. */
@@ -61,16 +61,6 @@ function checkSize(size: number): void {
   if (!Number.isInteger(size) || size < 8 || size > 4096) throw new Error(`render size must be an integer in [8, 4096], got ${size}`);
 }
 
-function toRgb(ctx: SKRSContext2D, size: number): RgbImage {
-  const rgba = ctx.getImageData(0, 0, size, size).data;
-  const data = new Uint8Array(size * size * 3);
-  for (let i = 0; i < size * size; i++) {
-    data[i * 3] = rgba[i * 4]!;
-    data[i * 3 + 1] = rgba[i * 4 + 1]!;
-    data[i * 3 + 2] = rgba[i * 4 + 2]!;
-  }
-  return { width: size, height: size, data };
-}
 
 /** Render a CoDraw scene (episode objects) at size x size. */
 export function renderCodraw(objects: readonly CodrawObject[], size: number, opts?: CodrawRenderOptions): RgbImage {
@@ -93,7 +83,7 @@ export function renderCodraw(objects: readonly CodrawObject[], size: number, opt
     ctx.drawImage(img, -w / 2, -h / 2, w, h);
   }
   ctx.setTransform(1, 0, 0, 1, 0, 0);
-  return toRgb(ctx, size);
+  return contextToImage(ctx, size);
 }
 
 /** The empty canvas (background.png alone): the first reference canvas of every CoDraw episode. */

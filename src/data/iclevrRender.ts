@@ -5,7 +5,7 @@
  */
 import { createCanvas, type SKRSContext2D } from '@napi-rs/canvas';
 import type { IclevrColor, IclevrObject } from './episode.js';
-import type { RgbImage } from './image.js';
+import { contextToImage, type RgbImage } from './image.js';
 
 type Rgb = readonly [number, number, number];
 
@@ -157,16 +157,6 @@ function drawCylinder(ctx: SKRSContext2D, cx: number, cy: number, r: number, c: 
   ctx.fill();
 }
 
-function canvasToRgb(ctx: SKRSContext2D, size: number): RgbImage {
-  const rgba = ctx.getImageData(0, 0, size, size).data;
-  const data = new Uint8Array(size * size * 3);
-  for (let i = 0; i < size * size; i++) {
-    data[i * 3] = rgba[i * 4]!;
-    data[i * 3 + 1] = rgba[i * 4 + 1]!;
-    data[i * 3 + 2] = rgba[i * 4 + 2]!;
-  }
-  return { width: size, height: size, data };
-}
 
 function checkSize(size: number): void {
   if (!Number.isInteger(size) || size < 8 || size > 4096) throw new Error(`render size must be an integer in [8, 4096], got ${size}`);
@@ -178,7 +168,7 @@ export function iclevrBackground(size: number): RgbImage {
   const canvas = createCanvas(size, size);
   const ctx = canvas.getContext('2d');
   drawFloor(ctx, size);
-  return canvasToRgb(ctx, size);
+  return contextToImage(ctx, size);
 }
 
 /**
@@ -201,5 +191,5 @@ export function renderIclevr(objects: readonly IclevrObject[], size: number): Rg
     else if (o.shape === 'cube') drawCube(ctx, cx, cy, r, c);
     else drawCylinder(ctx, cx, cy, r, c);
   }
-  return canvasToRgb(ctx, size);
+  return contextToImage(ctx, size);
 }

@@ -3,7 +3,7 @@
  * Conversions to tensors use the diffusion convention: float32 in [-1, 1], NHWC.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { createCanvas, loadImage } from '@napi-rs/canvas';
+import { createCanvas, loadImage, type Canvas, type SKRSContext2D } from '@napi-rs/canvas';
 
 export interface RgbImage {
   width: number;
@@ -18,19 +18,41 @@ export function blankImage(width: number, height: number, rgb: [number, number, 
   return { width, height, data };
 }
 
-/** Encode as PNG (RGB). */
-export function encodePng(img: RgbImage): Buffer {
+/** A canvas holding the image (opaque), for drawing on or encoding. */
+export function imageToCanvas(img: RgbImage): Canvas {
   const canvas = createCanvas(img.width, img.height);
   const ctx = canvas.getContext('2d');
   const id = ctx.createImageData(img.width, img.height);
-  for (let i = 0, j = 0; i < img.width * img.height; i++, j += 3) {
-    id.data[i * 4] = img.data[j]!;
-    id.data[i * 4 + 1] = img.data[j + 1]!;
-    id.data[i * 4 + 2] = img.data[j + 2]!;
-    id.data[i * 4 + 3] = 255;
+  for (let i = 0, j = 0; j < img.data.length; i += 4, j += 3) {
+    id.data[i] = img.data[j]!;
+    id.data[i + 1] = img.data[j + 1]!;
+    id.data[i + 2] = img.data[j + 2]!;
+    id.data[i + 3] = 255;
   }
   ctx.putImageData(id, 0, 0);
-  return canvas.toBuffer('image/png');
+  return canvas;
+}
+
+/** The top-left width x height pixels of a 2D context as an RgbImage (alpha dropped). */
+export function contextToImage(ctx: SKRSContext2D, width: number, height = width): RgbImage {
+  const rgba = ctx.getImageData(0, 0, width, height).data;
+  const data = new Uint8Array(width * height * 3);
+  for (let i = 0, j = 0; j < data.length; i += 4, j += 3) {
+    data[j] = rgba[i]!;
+    data[j + 1] = rgba[i + 1]!;
+    data[j + 2] = rgba[i + 2]!;
+  }
+  return { width, height, data };
+}
+
+/** Encode as PNG (RGB). */
+export function encodePng(img: RgbImage): Buffer {
+  return imageToCanvas(img).toBuffer('image/png');
+}
+
+/** Encode as PNG on libuv's thread pool, so the event loop never waits for the compression. */
+export function encodePngAsync(img: RgbImage): Promise<Buffer> {
+  return imageToCanvas(img).encode('png');
 }
 
 /** Decode a PNG (or any format the canvas library reads), dropping alpha over black. Optional resize to size x size. */
@@ -41,14 +63,7 @@ export async function decodePng(buf: Buffer | Uint8Array, size?: number): Promis
   const canvas = createCanvas(w, h);
   const ctx = canvas.getContext('2d');
   ctx.drawImage(im, 0, 0, w, h);
-  const rgba = ctx.getImageData(0, 0, w, h).data;
-  const data = new Uint8Array(w * h * 3);
-  for (let i = 0; i < w * h; i++) {
-    data[i * 3] = rgba[i * 4]!;
-    data[i * 3 + 1] = rgba[i * 4 + 1]!;
-    data[i * 3 + 2] = rgba[i * 4 + 2]!;
-  }
-  return { width: w, height: h, data };
+  return contextToImage(ctx, w, h);
 }
 
 /** Stack images (all the same size) into a float32 [N, H, W, 3] tensor in [-1, 1]. */
@@ -82,29 +97,12 @@ export function tensorToImages(t: tf.Tensor4D): RgbImage[] {
   return images;
 }
 
-/** Nearest-free box/bilinear resize via the canvas library (used for previews and encoder inputs). */
+/** Smooth resize to size x size via the canvas library (previews, detector and contact-sheet inputs). */
 export function resizeImage(img: RgbImage, size: number): RgbImage {
   if (img.width === size && img.height === size) return img;
-  const src = createCanvas(img.width, img.height);
-  const sctx = src.getContext('2d');
-  const id = sctx.createImageData(img.width, img.height);
-  for (let i = 0; i < img.width * img.height; i++) {
-    id.data[i * 4] = img.data[i * 3]!;
-    id.data[i * 4 + 1] = img.data[i * 3 + 1]!;
-    id.data[i * 4 + 2] = img.data[i * 3 + 2]!;
-    id.data[i * 4 + 3] = 255;
-  }
-  sctx.putImageData(id, 0, 0);
   const dst = createCanvas(size, size);
   const dctx = dst.getContext('2d');
   dctx.imageSmoothingQuality = 'high';
-  dctx.drawImage(src, 0, 0, size, size);
-  const rgba = dctx.getImageData(0, 0, size, size).data;
-  const data = new Uint8Array(size * size * 3);
-  for (let i = 0; i < size * size; i++) {
-    data[i * 3] = rgba[i * 4]!;
-    data[i * 3 + 1] = rgba[i * 4 + 1]!;
-    data[i * 3 + 2] = rgba[i * 4 + 2]!;
-  }
-  return { width: size, height: size, data };
+  dctx.drawImage(imageToCanvas(img), 0, 0, size, size);
+  return contextToImage(dctx, size);
 }

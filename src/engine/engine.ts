@@ -14,7 +14,8 @@ import { backendInfo } from '../backend/index.js';
 import { Sampler, type CddIcm, type SampleState } from '../model/index.js';
 import { partLogger } from '../log/index.js';
 import { FairQueue } from './fairQueue.js';
-import { ProgressChannel, encodePngAsync } from './preview.js';
+import { encodePngAsync } from '../data/index.js';
+import { ProgressChannel } from './preview.js';
 import type { BatchInfo, EngineHooks, EngineStatus, GenerationEngine, TurnInputs } from './types.js';
 
 const log = partLogger('engine');

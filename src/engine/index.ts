@@ -8,7 +8,7 @@ import type { EngineOptions, GenerationEngine } from './types.js';
 export type {
   BatchInfo, EngineHooks, EngineOptions, EngineStatus, GenerationEngine, TurnInputs, TurnProgress, TurnTimings,
 } from './types.js';
-export { encodePngAsync } from './preview.js';
+export { encodePngAsync } from '../data/index.js';
 
 /**
  * Create the engine and start its step loop. With `checkpoint`, the model loads in the background: turns queue

@@ -6,25 +6,9 @@
  * frames are skipped, never queued up), and plain step reports are held back so that the step numbers a
  * subscriber sees only increase.
  */
-import { createCanvas } from '@napi-rs/canvas';
-import type { RgbImage } from '../data/index.js';
+import { encodePngAsync, type RgbImage } from '../data/index.js';
 import type { TurnProgress } from './types.js';
 
-/** Encode an RGB image as PNG without blocking the event loop on the compression. */
-export async function encodePngAsync(img: RgbImage): Promise<Buffer> {
-  const canvas = createCanvas(img.width, img.height);
-  const ctx = canvas.getContext('2d');
-  const id = ctx.createImageData(img.width, img.height);
-  const px = id.data;
-  for (let i = 0, j = 0; j < img.data.length; i += 4, j += 3) {
-    px[i] = img.data[j]!;
-    px[i + 1] = img.data[j + 1]!;
-    px[i + 2] = img.data[j + 2]!;
-    px[i + 3] = 255;
-  }
-  ctx.putImageData(id, 0, 0);
-  return canvas.encode('png');
-}
 
 interface Frame {
   step: number;

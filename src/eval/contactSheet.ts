@@ -3,7 +3,7 @@
  * the row below, one column per turn, with the episode id and per-turn F1 written beside them.
  */
 import { createCanvas } from '@napi-rs/canvas';
-import { resizeImage, type RgbImage } from '../data/index.js';
+import { imageToCanvas, resizeImage, type RgbImage } from '../data/index.js';
 import type { EpisodeResult } from './evaluate.js';
 
 export interface ContactSheetOptions {
@@ -35,15 +35,7 @@ export function contactSheet(results: readonly EpisodeResult[], opts: ContactShe
   ctx.textBaseline = 'middle';
 
   const put = (img: RgbImage, x: number, y: number): void => {
-    const im = resizeImage(img, cell);
-    const id = ctx.createImageData(cell, cell);
-    for (let i = 0; i < cell * cell; i++) {
-      id.data[i * 4] = im.data[i * 3]!;
-      id.data[i * 4 + 1] = im.data[i * 3 + 1]!;
-      id.data[i * 4 + 2] = im.data[i * 3 + 2]!;
-      id.data[i * 4 + 3] = 255;
-    }
-    ctx.putImageData(id, x, y);
+    ctx.drawImage(imageToCanvas(resizeImage(img, cell)), x, y);
   };
 
   shown.forEach((r, e) => {

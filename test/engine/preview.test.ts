@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { blankImage, decodePng, type RgbImage } from '../../src/data/index.js';
-import { ProgressChannel, encodePngAsync } from '../../src/engine/preview.js';
+import { encodePngAsync } from '../../src/data/index.js';
+import { ProgressChannel } from '../../src/engine/preview.js';
 import type { TurnProgress } from '../../src/engine/index.js';
 
 /** An encoder whose jobs finish when the test says so (the real encoder, held back). */
