@@ -1,23 +1,13 @@
 /**
  * The engine's contract with the sessions service (docs/ARCHITECTURE.md "Engine"), plus its options.
  */
-import type { RgbImage } from '../data/index.js';
-import type { CddIcm } from '../model/index.js';
+import type { CddIcm, SampleRequest } from '../model/index.js';
 
-/** Everything the engine needs to run one turn; returned by `hooks.start` once the turn may run. */
-export interface TurnInputs {
+/** Everything the engine needs to run one turn (the model's sample request plus whose turn it is); returned by
+ * `hooks.start` once the turn may run. `reference` is the previous turn's result or the session's background. */
+export interface TurnInputs extends SampleRequest {
   turnId: string;
   sessionId: string;
-  /** The modification text (teller instruction plus drawer replies). */
-  text: string;
-  /** The canvas the turn edits: the previous turn's result, or the session's background. */
-  reference: RgbImage;
-  steps: number;
-  /** phi of classifier-free guidance (Eq. 15). */
-  guidanceScale: number;
-  /** psi of ICM guidance (Eq. 14). */
-  icmGuidanceScale: number;
-  seed: number;
 }
 
 /** One progress report of a running turn. Step numbers of one turn only increase. */

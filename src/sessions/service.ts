@@ -10,7 +10,7 @@ import type { Config } from '../config/index.js';
 import { decodePng, type RgbImage } from '../data/index.js';
 import { partLogger } from '../log/index.js';
 import type { Db } from './db.js';
-import type { EngineHooks, GenerationEngine, TurnInputs, TurnProgressReport } from './engineContract.js';
+import type { EngineHooks, EngineStatusInfo, GenerationEngine, TurnInputs, TurnProgressReport } from './engineContract.js';
 import { DomainError } from './errors.js';
 import type { PubSub, Subscription } from './events.js';
 import type {
@@ -81,16 +81,8 @@ export interface TurnProgressFrame {
   at: Date;
 }
 
-export interface EngineStatusRecord {
-  backend: string;
-  device: string;
-  threads: number;
-  model: string;
-  queueLength: number;
-  busy: boolean;
-  batching: boolean;
-  maxBatchSize: number;
-}
+/** What `engineStatus` reports: the engine's status with the batching settings always present. */
+export type EngineStatusRecord = Omit<EngineStatusInfo, 'batching' | 'maxBatchSize'> & { batching: boolean; maxBatchSize: number };
 
 export interface CreateSessionInput {
   title: string;
