@@ -4,7 +4,6 @@ import {
   GaussianDiffusion,
   SpacedDiffusion,
   approxStandardNormalCdf,
-  conv2dFastGrad,
   cosineBetas,
   discretizedGaussianLogLikelihood,
   normalKl,
@@ -162,15 +161,3 @@ describe('trainingLosses (Eq. 10-11)', () => {
   });
 });
 
-describe('conv2dFastGrad', () => {
-  it('has the values and gradients of tf.conv2d', () => {
-    for (const [h, k, st, pad] of [[8, 3, 1, 'same'], [8, 3, 2, 'same'], [7, 3, 2, 'same'], [8, 1, 1, 'same'], [9, 3, 2, 'valid'], [8, 4, 4, 'valid']] as const) {
-      const x = tf.randomNormal([2, h, h, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
-      const w = tf.randomNormal([k, k, 3, 5], 0, 1, 'float32', 2) as tf.Tensor4D;
-      const f = (conv: typeof conv2dFastGrad) => (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.square(conv(a as tf.Tensor4D, b as tf.Tensor4D, st, pad)));
-      const g1 = tf.grads(f((a, b, s2, p) => tf.conv2d(a, b, s2, p)))([x, w]);
-      const g2 = tf.grads(f(conv2dFastGrad))([x, w]);
-      for (let i = 0; i < 2; i++) close(val(g2[i]!), val(g1[i]!), 1e-3);
-    }
-  });
-});

@@ -6,7 +6,6 @@
  * [B, H, W, 2C] (epsilon ++ the variance interpolation v).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { splitLastAxis } from '../nn.js';
 import {
   discretizedGaussianLogLikelihood,
   gaussianLogLikelihood,
@@ -172,7 +171,7 @@ export class GaussianDiffusion {
   splitOutput(out: tf.Tensor4D): { eps: tf.Tensor4D; v: tf.Tensor4D } {
     const c = out.shape[3] / 2;
     if (!Number.isInteger(c)) throw new Error(`model output has ${out.shape[3]} channels, expected an even number`);
-    const [eps, v] = splitLastAxis(out, 2) as [tf.Tensor4D, tf.Tensor4D];
+    const [eps, v] = tf.split(out, 2, -1) as [tf.Tensor4D, tf.Tensor4D];
     return { eps, v };
   }
 

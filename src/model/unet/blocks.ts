@@ -4,15 +4,7 @@
  * All tensors NHWC.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Conv2d as BaseConv2d, GroupNorm, Linear, Module, conv2dFastGrad, silu, splitLastAxis } from '../nn.js';
-
-/** nn.Conv2d with the fast filter gradient (same parameters and names). */
-export class Conv2d extends BaseConv2d {
-  override apply(x: tf.Tensor4D): tf.Tensor4D {
-    const s = this.opts.stride ?? 1;
-    return tf.tidy(() => tf.add(conv2dFastGrad(x, this.weight as tf.Tensor4D, s, this.opts.padding ?? 'same'), this.bias) as tf.Tensor4D);
-  }
-}
+import { Conv2d, GroupNorm, Linear, Module, silu } from '../nn.js';
 
 /** Sinusoidal timestep embedding [B, dim] (ADM's timestep_embedding, max period 10000). */
 export function timestepEmbedding(t: tf.Tensor1D, dim: number, maxPeriod = 10000): tf.Tensor2D {
@@ -47,7 +39,7 @@ export class ResBlock extends Module {
     return tf.tidy(() => {
       let h = this.inConv.apply(silu(this.inNorm.apply(x)) as tf.Tensor4D);
       const e = this.embLayer.apply(silu(emb)).reshape([-1, 1, 1, 2 * this.outChannels]);
-      const [scale, shift] = splitLastAxis(e, 2);
+      const [scale, shift] = tf.split(e, 2, -1);
       h = tf.add(tf.mul(this.outNorm.apply(h), tf.add(1, scale!)), shift!) as tf.Tensor4D;
       h = this.outConv.apply(silu(h) as tf.Tensor4D);
       return tf.add(this.skip ? this.skip.apply(x) : x, h) as tf.Tensor4D;
@@ -83,12 +75,12 @@ export class AttentionBlock extends Module {
       const toHeads = (t: tf.Tensor, len: number): tf.Tensor4D =>
         t.reshape([b, len, this.heads, ch]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
       const qkv = this.qkv.apply(this.norm.apply(x).reshape([b, n, c]));
-      const [q, k, v] = splitLastAxis(qkv, 3) as [tf.Tensor, tf.Tensor, tf.Tensor];
+      const [q, k, v] = tf.split(qkv, 3, -1) as [tf.Tensor, tf.Tensor, tf.Tensor];
       let kh = toHeads(k, n);
       let vh = toHeads(v, n);
       if (context) {
         const s = context.shape[1];
-        const [ek, ev] = splitLastAxis(this.contextKv.apply(context), 2) as [tf.Tensor, tf.Tensor];
+        const [ek, ev] = tf.split(this.contextKv.apply(context), 2, -1) as [tf.Tensor, tf.Tensor];
         kh = tf.concat([toHeads(ek, s), kh], 2);
         vh = tf.concat([toHeads(ev, s), vh], 2);
       }

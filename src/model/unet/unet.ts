@@ -6,8 +6,8 @@
  * epsilon and the variance interpolation v. Nothing about diffusion lives here.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { GroupNorm, Linear, Module, silu } from '../nn.js';
-import { AttentionBlock, Conv2d, Downsample, ResBlock, Upsample, timestepEmbedding } from './blocks.js';
+import { Conv2d, GroupNorm, Linear, Module, silu } from '../nn.js';
+import { AttentionBlock, Downsample, ResBlock, Upsample, timestepEmbedding } from './blocks.js';
 
 export interface UNetConfig {
   /** Channels of x_t (the codec's channels); the input has twice this (x_t ++ reference). */
