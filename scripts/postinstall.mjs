@@ -1,9 +1,8 @@
 #!/usr/bin/env node
-// npm postinstall: build the native tensor kernels (native/, node-gyp, system oneDNN) and pre-bundle tfjs'
-// gradient registrations. Never fails the install: without the native addon the program runs on the stock
-// tfjs cpu backend (slowly) and says so at start-up.
+// npm postinstall: build the native tensor kernels (native/, node-gyp, system oneDNN). Never fails the install:
+// without the native addon the program runs on the stock tfjs cpu backend (slowly) and says so at start-up.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { delimiter, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,24 +11,6 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(join(root, 'package.json'));
 const say = (msg) => console.log(`[postinstall] ${msg}`);
 const INSTALL_HINT = 'apt-get install libdnnl-dev libopenblas-dev';
-
-async function bundleGradients() {
-  // Same file as src/backend/gradients.ts builds lazily (gradientsBundlePath); doing it now keeps the first
-  // start fast.
-  try {
-    const version = JSON.parse(readFileSync(require.resolve('@tensorflow/tfjs-core/package.json'), 'utf8')).version;
-    const outfile = join(root, 'node_modules', '.cache', 'tfjs-gradients', `register_all_gradients-${version}.cjs`);
-    if (existsSync(outfile)) return;
-    const esbuild = await import(require.resolve('esbuild'));
-    const entry = require.resolve('@tensorflow/tfjs-core/dist/register_all_gradients.js');
-    const tmp = `${outfile}.${process.pid}.tmp`;
-    await esbuild.build({ entryPoints: [entry], bundle: true, format: 'cjs', platform: 'node', outfile: tmp, logLevel: 'silent' });
-    renameSync(tmp, outfile);
-    say(`tfjs gradients bundled into ${outfile}`);
-  } catch (e) {
-    say(`could not pre-bundle tfjs gradients (${e.message}); they will be bundled at first start`);
-  }
-}
 
 // TFJS_NATIVE_PREFIXES (colon-separated install prefixes) replaces the standard locations, e.g. for a oneDNN
 // under /opt; CPATH / LIBRARY_PATH directories are searched too, as the compiler and linker do.
@@ -102,6 +83,5 @@ function buildAddon() {
   else say('native addon build FAILED (see above); the program will fall back to the stock cpu backend');
 }
 
-await bundleGradients();
 buildAddon();
 process.exit(0);

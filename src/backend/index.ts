@@ -3,7 +3,7 @@
  * tfjs-node, when installed and loadable) -> `native-cpu` (our oneDNN addon, see kernels.ts) -> stock `cpu`
  * (with a loud warning: it is orders of magnitude slower). An explicit preference is tried first; if it cannot
  * be satisfied the next one down the chain is used and the failure is logged.
- * Every program entry calls initBackend once before tensor work; it also registers tfjs' gradients.
+ * Every program entry calls initBackend once before tensor work; it also registers tfjs' chained tensor methods and gradients.
  *
  * Configuration (read here or by the libraries, all optional):
  * - TENSOR_BACKEND / `--backend NAME`: the preference (parse with parseBackendFlag; callers pass it in).
@@ -15,8 +15,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { cpus } from 'node:os';
 import { partLogger } from '../log/index.js';
-import { loadAddon, projectRoot } from './addon.js';
-import { registerGradients } from './gradients.js';
+import { loadAddon } from './addon.js';
+import { registerTfjsRuntime } from './tfjsRuntime.js';
 import { NATIVE_BACKEND, registerNativeBackend } from './kernels.js';
 
 export type BackendName = 'tensorflow' | 'native-cpu' | 'cpu';
@@ -139,8 +139,7 @@ export async function initBackend(preference: BackendPreference = 'auto'): Promi
     return current;
   }
   pending ??= (async () => {
-    const how = await registerGradients(projectRoot());
-    log.debug({ how }, 'tfjs gradients registered');
+    await registerTfjsRuntime();
     return (current = await select(preference));
   })();
   return pending;

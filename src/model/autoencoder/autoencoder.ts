@@ -6,7 +6,6 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 // nn.ts uses chained tensor ops (x.reshape) and training needs gradients: the model part registers both there.
-import '../encoders/runtime.js';
 import { Conv2d, GroupNorm, Module, resetSeed, silu } from '../nn.js';
 
 export interface AutoencoderConfig {

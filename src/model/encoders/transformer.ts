@@ -4,7 +4,6 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 // Registers tensor methods and gradients in every runtime (see runtime.ts).
-import './runtime.js';
 import { Module, Linear, LayerNorm, gelu, quickGelu } from '../nn.js';
 import type { HiddenAct } from './config.js';
 
