@@ -1,7 +1,7 @@
 /** Public surface of the data part: images, episodes, renderers, datasets. */
 export * from './image.js';
 export * from './episode.js';
-export { Rng, hashSeed, hashString } from './prng.js';
+export { Rng, hashSeed, hashString, mulberry32 } from './prng.js';
 export * from './iclevr.js';
 export * from './iclevrRender.js';
 export * from './codraw.js';

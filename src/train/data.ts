@@ -10,6 +10,7 @@ import {
   backgroundFor,
   generateIclevrEpisodes,
   loadCodraw,
+  mulberry32,
   readEpisodes,
   renderScene,
   type Episode,
@@ -88,18 +89,6 @@ export function buildTurnDataset(
     if (onProgress && (e % 100 === 99 || e === episodes.length - 1)) onProgress(e + 1, episodes.length);
   });
   return { dataset, size, images, numImages: k, references, targets, texts, episodes: episodes.length };
-}
-
-/** Deterministic 32-bit PRNG (mulberry32): the data order and the per-step seeds derive from it. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A seed mixed from several integers (for per-step, per-purpose seeds that survive a resume). */

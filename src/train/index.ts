@@ -10,7 +10,6 @@ export {
   batchTensors,
   validationBatches,
   ImageSampler,
-  mulberry32,
   mixSeed,
   type TurnDataset,
   type HostBatch,

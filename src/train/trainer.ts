@@ -11,6 +11,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { mulberry32 } from '../data/index.js';
 import { partLogger } from '../log/index.js';
 import {
   AutoencoderCodec,
@@ -40,7 +41,6 @@ import {
   buildTurnDataset,
   loadEpisodeSource,
   mixSeed,
-  mulberry32,
   validationBatches,
   type DatasetName,
   type HostBatch,

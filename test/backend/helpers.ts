@@ -6,17 +6,9 @@ import { backendInfo, nativeCallCounts, fallbackCounts } from '../../src/backend
 /** The native tests only make sense when the addon is built and selected. */
 export const nativeActive = (): boolean => backendInfo().name === 'native-cpu';
 
-/** mulberry32: small seeded PRNG so failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as rng } from '../../src/data/index.js';
+
+export { rng };
 
 export const int = (r: () => number, lo: number, hi: number): number => lo + Math.floor(r() * (hi - lo + 1));
 export const pick = <T>(r: () => number, xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;

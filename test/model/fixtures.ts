@@ -59,17 +59,7 @@ export function toBatch(turns: Turn[]): TurnBatch {
   return { reference: toTensor(turns.map((t) => t.reference)), target: toTensor(turns.map((t) => t.target)), texts: turns.map((t) => t.text) };
 }
 
-/** A deterministic uniform [0, 1) generator (mulberry32). */
-export function seededRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 as seededRng } from '../../src/data/index.js';
 
 /** Add N(0, std) to every weight, so zero-initialised output layers no longer hide the rest of the network. */
 export function perturb(model: CddIcm, std = 0.05, seed = 99): void {
