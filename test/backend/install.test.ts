@@ -29,8 +29,8 @@ describe('install and start-up without oneDNN', () => {
       cwd: root, encoding: 'utf8', env: { ...process.env, TFJS_NATIVE_ADDON: '/nonexistent/tfjs_native.node', LOG_LEVEL: 'warn', TENSOR_BACKEND: '' },
     });
     expect(r.status, r.stderr).toBe(0);
-    const lines = r.stdout.trim().split('\n');
-    const out = JSON.parse(lines[lines.length - 1]!) as { info: { name: string }; backend: string; y: number[] };
+    const resultLine = r.stdout.trim().split('\n').find((l) => l.startsWith('{"info"'));
+    const out = JSON.parse(resultLine ?? '{}') as { info: { name: string }; backend: string; y: number[] };
     expect(out.info.name).toBe('cpu');
     expect(out.backend).toBe('cpu');
     expect(out.y).toEqual([4, 4, 4, 4]);
@@ -45,8 +45,9 @@ describe('install and start-up without oneDNN', () => {
       cwd: root, encoding: 'utf8', env: { ...process.env, LOG_LEVEL: 'error' },
     });
     expect(r.status, r.stderr).toBe(0);
-    const lines = r.stdout.trim().split('\n');
-    const info = JSON.parse(lines[lines.length - 1]!) as { name: string };
+    // pino writes its log lines asynchronously, so they may come after the result line: pick the result by shape.
+    const resultLine = r.stdout.trim().split('\n').find((l) => l.startsWith('{') && !l.includes('"level"'));
+    const info = JSON.parse(resultLine ?? '{}') as { name: string };
     const tfjsNodeInstalled = spawnSync(process.execPath, ['-e', "require.resolve('@tensorflow/tfjs-node')"], { cwd: root }).status === 0
       || spawnSync(process.execPath, ['-e', "require.resolve('@tensorflow/tfjs-node-gpu')"], { cwd: root }).status === 0;
     if (tfjsNodeInstalled) return;
