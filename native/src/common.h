@@ -29,6 +29,23 @@ int64_t prod(const std::vector<int64_t>& s);
 dnnl::engine& eng();
 dnnl::stream& strm();
 
+// Fused activation as a oneDNN post-op (conv and matmul). act: 0 linear, 1 relu, 2 relu6, 3 elu, 4 leakyrelu(alpha), 5 sigmoid
+inline dnnl::primitive_attr activationAttr(int act, float alpha) {
+  dnnl::primitive_attr attr;
+  dnnl::post_ops po;
+  switch (act) {
+    case 0: break;
+    case 1: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f); break;
+    case 2: po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, 0.f, 6.f); break;
+    case 3: po.append_eltwise(1.f, dnnl::algorithm::eltwise_elu, 1.f, 0.f); break;
+    case 4: po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, alpha, 0.f); break;
+    case 5: po.append_eltwise(1.f, dnnl::algorithm::eltwise_logistic, 0.f, 0.f); break;
+    default: throw std::invalid_argument("unknown activation");
+  }
+  attr.set_post_ops(po);
+  return attr;
+}
+
 // Threads worth using for `work` elements of cheap elementwise work: tiny tensors stay on one thread
 // because waking the OpenMP team costs more than the loop.
 inline int threadsFor(size_t work) {

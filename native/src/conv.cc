@@ -88,23 +88,6 @@ std::unordered_map<std::string, std::unique_ptr<Fwd>> fwdCache;
 std::unordered_map<std::string, std::unique_ptr<BwdData>> bwdDataCache;
 std::unordered_map<std::string, std::unique_ptr<BwdWeights>> bwdWeightsCache;
 
-// act: 0 linear, 1 relu, 2 relu6, 3 elu, 4 leakyrelu(alpha), 5 sigmoid
-primitive_attr actAttr(int act, float alpha) {
-  primitive_attr attr;
-  post_ops po;
-  switch (act) {
-    case 0: break;
-    case 1: po.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f); break;
-    case 2: po.append_eltwise(1.f, algorithm::eltwise_clip, 0.f, 6.f); break;
-    case 3: po.append_eltwise(1.f, algorithm::eltwise_elu, 1.f, 0.f); break;
-    case 4: po.append_eltwise(1.f, algorithm::eltwise_relu, alpha, 0.f); break;
-    case 5: po.append_eltwise(1.f, algorithm::eltwise_logistic, 0.f, 0.f); break;
-    default: throw std::invalid_argument("unknown activation");
-  }
-  attr.set_post_ops(po);
-  return attr;
-}
-
 }  // namespace
 
 // conv2d(x, xShape, w, wShape, y, yShape, strides, dilations, pads, bias|null, act, alpha)
@@ -122,7 +105,7 @@ TN_FN(conv2d) {
   auto it = fwdCache.find(key);
   if (it == fwdCache.end()) {
     auto e = std::make_unique<Fwd>();
-    e->pd = fwdPd(g, b.p != nullptr, actAttr(act, alpha));
+    e->pd = fwdPd(g, b.p != nullptr, tn::activationAttr(act, alpha));
     e->prim = convolution_forward(e->pd);
     e->reorderW = e->pd.weights_desc() != hwio(g);
     if (e->reorderW) {

@@ -49,18 +49,7 @@ TN_FN(batchMatmul) {
     memory::desc aMd({Ba, M, K}, dt::f32, tA ? memory::dims{M * K, 1, M} : memory::dims{M * K, K, 1});
     memory::desc bMd({Bb, K, N}, dt::f32, tB ? memory::dims{K * N, 1, K} : memory::dims{K * N, N, 1});
     memory::desc oMd({B, M, N}, dt::f32, tag::abc);
-    primitive_attr attr;
-    post_ops po;
-    switch (act) {
-      case 0: break;
-      case 1: po.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f); break;
-      case 2: po.append_eltwise(1.f, algorithm::eltwise_clip, 0.f, 6.f); break;
-      case 3: po.append_eltwise(1.f, algorithm::eltwise_elu, 1.f, 0.f); break;
-      case 4: po.append_eltwise(1.f, algorithm::eltwise_relu, alpha, 0.f); break;
-      case 5: po.append_eltwise(1.f, algorithm::eltwise_logistic, 0.f, 0.f); break;
-      default: throw std::invalid_argument("unknown activation");
-    }
-    attr.set_post_ops(po);
+    primitive_attr attr = tn::activationAttr(act, alpha);
     auto e = std::make_unique<Entry>();
     if (bias.p) {
       memory::desc biasMd({1, 1, N}, dt::f32, tag::abc);
