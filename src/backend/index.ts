@@ -10,6 +10,7 @@
  * - OMP_NUM_THREADS: threads of the native kernels (default: all cores); reported as BackendInfo.threads.
  * - OMP_WAIT_POLICY / GOMP_SPINCOUNT: idle OpenMP workers sleep by default (PASSIVE, see addon.ts).
  * - TFJS_NATIVE_ADDON: path of a tfjs_native.node to load instead of native/build/Release's.
+ * - TENSOR_POOL_MB: idle memory the native backend keeps for reusing kernel outputs (default: RAM / 4, <= 4 GiB).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
@@ -27,7 +28,7 @@ export interface BackendInfo {
 }
 export type BackendPreference = 'auto' | BackendName;
 
-export { fallbackCounts, nativeCallCounts, resetKernelCounts, nativeKernelNames, NATIVE_BACKEND } from './kernels.js';
+export { bufferPoolStats, fallbackCounts, nativeCallCounts, resetKernelCounts, nativeKernelNames, NATIVE_BACKEND } from './kernels.js';
 export { loadAddon } from './addon.js';
 
 const log = partLogger('backend');
