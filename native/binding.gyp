@@ -12,7 +12,8 @@
         "src/elementwise.cc",
         "src/reduce.cc",
         "src/shape_ops.cc",
-        "src/resize.cc"
+        "src/resize.cc",
+        "src/norm.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],

@@ -112,6 +112,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   initReduce(env, exports);
   initShapeOps(env, exports);
   initResize(env, exports);
+  initNorm(env, exports);
   return exports;
 }
 

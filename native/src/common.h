@@ -122,6 +122,7 @@ void initElementwise(Napi::Env env, Napi::Object exports);
 void initReduce(Napi::Env env, Napi::Object exports);
 void initShapeOps(Napi::Env env, Napi::Object exports);
 void initResize(Napi::Env env, Napi::Object exports);
+void initNorm(Napi::Env env, Napi::Object exports);
 
 }  // namespace tn
 

@@ -52,6 +52,12 @@ export interface NativeAddon {
   batchMatmul(a: F32, aShape: Shape, b: F32, bShape: Shape, out: F32, transposeA: boolean, transposeB: boolean,
     bias: F32 | null, act: number, alpha: number): void;
   unary(op: number, x: F32, out: F32, alpha: number, beta: number): void;
+  groupNorm(x: F32, n: number, hw: number, c: number, groups: number, gamma: F32, beta: F32, eps: number, act: number,
+    y: F32): void;
+  groupNormGrad(x: F32, n: number, hw: number, c: number, groups: number, gamma: F32, beta: F32, eps: number,
+    act: number, dy: F32, dx: F32, dgamma: F32, dbeta: F32): void;
+  activation(act: number, x: F32, y: F32): void;
+  activationGrad(act: number, x: F32, dy: F32, dx: F32): void;
   binary(op: number, a: F32, aShape: Shape, b: F32, bShape: Shape, out: F32, outShape: Shape): void;
   addN(inputs: F32[], out: F32): void;
   reduce(op: number, x: F32, shape: Shape, axes: Shape, out: F32): void;

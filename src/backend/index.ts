@@ -30,6 +30,7 @@ export type BackendPreference = 'auto' | BackendName;
 
 export { bufferPoolStats, fallbackCounts, nativeCallCounts, resetKernelCounts, nativeKernelNames, NATIVE_BACKEND } from './kernels.js';
 export { loadAddon } from './addon.js';
+export { activation, groupNorm, layerNorm, type FusedActivation } from './fusedOps.js';
 
 const log = partLogger('backend');
 const CHOICES: readonly BackendPreference[] = ['auto', 'tensorflow', 'native-cpu', 'cpu'];

@@ -10,6 +10,7 @@ import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensor
 import { Act, BinaryOp, ReduceOp, UnaryOp, type NativeAddon } from './addon.js';
 import { BufferPool, type BufferPoolStats } from './bufferPool.js';
 import { totalmem } from 'node:os';
+import { ACTIVATION, ACTIVATION_GRAD, GROUP_NORM, GROUP_NORM_GRAD, registerFusedGradients } from './fusedOps.js';
 
 export const NATIVE_BACKEND = 'native-cpu';
 
@@ -553,6 +554,61 @@ function resizeGradImpl(kind: 'bilinear' | 'nearest'): NativeImpl {
   };
 }
 
+// ---------------------------------------------------------------- fused norm / activation (fusedOps.ts)
+
+/** [N, HW, C] of a GroupNorm input; LayerNorm (`layer`) normalises each row of the last axis. */
+function normGeom(shape: number[], layer: boolean): [number, number, number] {
+  const c = shape[shape.length - 1] ?? 1;
+  return layer ? [size(shape) / c, 1, c] : [shape[0]!, size(shape.slice(1, -1)), c];
+}
+
+function f32Strict(b: MathBackendCPU, t: TensorInfo | undefined, what: string): Float32Array {
+  const v = f32(b, t);
+  if (!v) throw new Error(`${what}: float32 tensor expected`);
+  return v;
+}
+
+const groupNormKernel: KernelFunc = ({ inputs, attrs, backend }) => {
+  const b = backend as MathBackendCPU;
+  const { x, gamma, beta } = inputs;
+  const [n, hw, c] = normGeom(x!.shape, !!attrs!.layer);
+  const xv = f32Strict(b, x, 'groupNorm x');
+  const y = pool.alloc(xv.length);
+  N.groupNorm(xv, n, hw, c, attrs!.groups as number, f32Strict(b, gamma, 'groupNorm gamma'),
+    f32Strict(b, beta, 'groupNorm beta'), attrs!.eps as number, attrs!.act as number, y);
+  return out(b, x!.shape, y);
+};
+
+const groupNormGradKernel: KernelFunc = ({ inputs, attrs, backend }) => {
+  const b = backend as MathBackendCPU;
+  const { x, gamma, beta, dy } = inputs;
+  const [n, hw, c] = normGeom(x!.shape, !!attrs!.layer);
+  const xv = f32Strict(b, x, 'groupNormGrad x');
+  const dx = pool.alloc(xv.length);
+  const dgamma = new Float32Array(c);
+  const dbeta = new Float32Array(c);
+  N.groupNormGrad(xv, n, hw, c, attrs!.groups as number, f32Strict(b, gamma, 'groupNormGrad gamma'),
+    f32Strict(b, beta, 'groupNormGrad beta'), attrs!.eps as number, attrs!.act as number,
+    f32Strict(b, dy, 'groupNormGrad dy'), dx, dgamma, dbeta);
+  return [out(b, x!.shape, dx), out(b, gamma!.shape, dgamma), out(b, beta!.shape, dbeta)];
+};
+
+const activationKernel: KernelFunc = ({ inputs, attrs, backend }) => {
+  const b = backend as MathBackendCPU;
+  const xv = f32Strict(b, inputs.x, 'activation x');
+  const y = pool.alloc(xv.length);
+  N.activation(attrs!.act as number, xv, y);
+  return out(b, inputs.x!.shape, y);
+};
+
+const activationGradKernel: KernelFunc = ({ inputs, attrs, backend }) => {
+  const b = backend as MathBackendCPU;
+  const xv = f32Strict(b, inputs.x, 'activationGrad x');
+  const dx = pool.alloc(xv.length);
+  N.activationGrad(attrs!.act as number, xv, f32Strict(b, inputs.dy, 'activationGrad dy'), dx);
+  return out(b, inputs.x!.shape, dx);
+};
+
 // ---------------------------------------------------------------- registration
 
 function nativeKernels(): Record<string, NativeImpl> {
@@ -638,5 +694,11 @@ export function registerNativeBackend(addon: NativeAddon, priority = 3): void {
     }
     tf.registerKernel(config);
   }
+  // Kernels of our own (no stock counterpart): the fused ops of fusedOps.ts, which compose tfjs ops elsewhere.
+  for (const [kernelName, kernelFunc] of [[GROUP_NORM, groupNormKernel], [GROUP_NORM_GRAD, groupNormGradKernel],
+    [ACTIVATION, activationKernel], [ACTIVATION_GRAD, activationGradKernel]] as const) {
+    tf.registerKernel({ kernelName, backendName: NATIVE_BACKEND, kernelFunc });
+  }
+  registerFusedGradients();
   registered = true;
 }

@@ -4,6 +4,7 @@
  * Nothing about diffusion lives here.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { activation, groupNorm, layerNorm, type FusedActivation } from '../backend/index.js';
 
 /** Deterministic initialisers keep tests and checkpoints reproducible. */
 export interface InitOptions {
@@ -83,8 +84,8 @@ export class Linear extends Module {
     return tf.tidy(() => {
       const shape = x.shape;
       const flat = x.reshape([-1, this.inFeatures]);
-      let y = tf.matMul(flat, this.weight);
-      if (this.bias) y = tf.add(y, this.bias);
+      // The bias rides in the matmul kernel (one oneDNN primitive on native-cpu).
+      const y = tf.fused.matMul({ a: flat as tf.Tensor2D, b: this.weight as tf.Tensor2D, ...(this.bias ? { bias: this.bias } : {}) });
       return y.reshape([...shape.slice(0, -1), this.outFeatures]);
     });
   }
@@ -115,7 +116,7 @@ export class Conv2d extends Module {
   apply(x: tf.Tensor4D): tf.Tensor4D {
     const s = this.opts.stride ?? 1;
     return tf.tidy(() =>
-      tf.add(tf.conv2d(x, this.weight as tf.Tensor4D, [s, s], this.opts.padding ?? 'same'), this.bias) as tf.Tensor4D,
+      tf.fused.conv2d({ x, filter: this.weight as tf.Tensor4D, strides: [s, s], pad: this.opts.padding ?? 'same', bias: this.bias }),
     );
   }
 }
@@ -130,11 +131,7 @@ export class LayerNorm extends Module {
     this.beta = this.param('bias', tf.zeros([features]));
   }
   apply(x: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => {
-      const { mean, variance } = tf.moments(x, -1, true);
-      const xn = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.eps)));
-      return tf.add(tf.mul(xn, this.gamma), this.beta);
-    });
+    return layerNorm(x, this.gamma, this.beta, this.eps);
   }
 }
 
@@ -148,14 +145,9 @@ export class GroupNorm extends Module {
     this.gamma = this.param('weight', tf.ones([channels]));
     this.beta = this.param('bias', tf.zeros([channels]));
   }
-  apply(x: tf.Tensor4D): tf.Tensor4D {
-    return tf.tidy(() => {
-      const [n, h, w, c] = x.shape;
-      const g = x.reshape([n, h * w, this.groups, c / this.groups]);
-      const { mean, variance } = tf.moments(g, [1, 3], true);
-      const xn = tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, this.eps))).reshape([n, h, w, c]);
-      return tf.add(tf.mul(xn, this.gamma), this.beta) as tf.Tensor4D;
-    });
+  /** GroupNorm, then `act` fused into the same pass (ADM's norm -> SiLU -> conv). */
+  apply(x: tf.Tensor4D, act: FusedActivation = 'none'): tf.Tensor4D {
+    return groupNorm(x, this.gamma, this.beta, this.groups, this.eps, act);
   }
 }
 
@@ -173,19 +165,15 @@ export class Embedding extends Module {
 
 /** SiLU (swish) as used by ADM. */
 export function silu(x: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => tf.mul(x, tf.sigmoid(x)));
+  return activation(x, 'silu');
 }
 
 /** GELU, tanh approximation (CLIP's "quick_gelu" is separate, see quickGelu). */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => {
-    const c = Math.sqrt(2 / Math.PI);
-    const inner = tf.mul(c, tf.add(x, tf.mul(0.044715, tf.pow(x, 3))));
-    return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
-  });
+  return activation(x, 'gelu_tanh');
 }
 
 /** CLIP's quick_gelu: x * sigmoid(1.702 x). */
 export function quickGelu(x: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(1.702, x))));
+  return activation(x, 'quick_gelu');
 }

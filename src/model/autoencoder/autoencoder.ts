@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 // nn.ts uses chained tensor ops (x.reshape) and training needs gradients: the model part registers both there.
-import { Conv2d, GroupNorm, Module, resetSeed, silu } from '../nn.js';
+import { Conv2d, GroupNorm, Module, resetSeed } from '../nn.js';
 
 export interface AutoencoderConfig {
   /** Pixel channels (3 for RGB). */
@@ -53,8 +53,8 @@ class ResBlock extends Module {
   }
   apply(x: tf.Tensor4D): tf.Tensor4D {
     return tf.tidy(() => {
-      let h = this.conv1.apply(silu(this.norm1.apply(x)) as tf.Tensor4D);
-      h = this.conv2.apply(silu(this.norm2.apply(h)) as tf.Tensor4D);
+      let h = this.conv1.apply(this.norm1.apply(x, 'silu'));
+      h = this.conv2.apply(this.norm2.apply(h, 'silu'));
       return tf.add(this.skip ? this.skip.apply(x) : x, h) as tf.Tensor4D;
     });
   }
@@ -91,7 +91,7 @@ class Encoder extends Module {
         if (l < this.downs.length) h = this.downs[l]!.apply(h);
       }
       h = this.mid.apply(h);
-      return this.convOut.apply(silu(this.normOut.apply(h)) as tf.Tensor4D);
+      return this.convOut.apply(this.normOut.apply(h, 'silu'));
     });
   }
 }
@@ -129,7 +129,7 @@ class Decoder extends Module {
         }
         for (const b of this.blocks[i]!) h = b.apply(h);
       }
-      return this.convOut.apply(silu(this.normOut.apply(h)) as tf.Tensor4D);
+      return this.convOut.apply(this.normOut.apply(h, 'silu'));
     });
   }
 }

@@ -37,7 +37,7 @@ export class ResBlock extends Module {
   }
   apply(x: tf.Tensor4D, emb: tf.Tensor2D): tf.Tensor4D {
     return tf.tidy(() => {
-      let h = this.inConv.apply(silu(this.inNorm.apply(x)) as tf.Tensor4D);
+      let h = this.inConv.apply(this.inNorm.apply(x, 'silu'));
       const e = this.embLayer.apply(silu(emb)).reshape([-1, 1, 1, 2 * this.outChannels]);
       const [scale, shift] = tf.split(e, 2, -1);
       h = tf.add(tf.mul(this.outNorm.apply(h), tf.add(1, scale!)), shift!) as tf.Tensor4D;

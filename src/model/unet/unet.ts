@@ -133,7 +133,7 @@ export class UNet extends Module {
       }
       h = this.middle.apply(h, emb, context);
       for (const b of this.outputBlocks) h = b.apply(tf.concat([h, skips.pop()!], 3) as tf.Tensor4D, emb, context);
-      return this.outConv.apply(silu(this.outNorm.apply(h)) as tf.Tensor4D);
+      return this.outConv.apply(this.outNorm.apply(h, 'silu'));
     });
   }
 }
