@@ -130,6 +130,7 @@ export class CddIcm extends Module {
     this.nicm = this.child('nicm', new IcmHead());
     this.diffusion = new GaussianDiffusion(cosineBetas(cfg.diffusion.timesteps, cfg.diffusion.maxBeta), {
       dataKind: cfg.latent ? 'continuous' : 'pixels',
+      x0Range: codec.range,
     });
   }
 

@@ -13,12 +13,15 @@ export interface ImageCodec {
   encode(images: tf.Tensor4D): tf.Tensor4D;
   /** Codec space -> [-1, 1] pixels NHWC. */
   decode(z: tf.Tensor4D): tf.Tensor4D;
+  /** Bound of codec-space values (pixels: 1): the diffusion clips its x0 estimates to it when sampling. */
+  readonly range: number;
 }
 
 /** Pixel space: encode and decode are the identity (clones, so callers may dispose freely). */
 export class PixelCodec implements ImageCodec {
   readonly channels = 3;
   readonly downFactor = 1;
+  readonly range = 1;
   encode(images: tf.Tensor4D): tf.Tensor4D {
     return tf.clone(images);
   }

@@ -28,6 +28,8 @@ export {
   Autoencoder,
   AutoencoderCodec,
   AUTOENCODER_PRESETS,
+  DEFAULT_LATENT_RANGE,
+  LATENT_RANGE_QUANTILE,
   createAutoencoder,
   saveAutoencoder,
   loadAutoencoder,

@@ -165,11 +165,12 @@ export class Sampler {
         const p = col(phi);
         eps = tf.add(tf.mul(p, epsC), tf.mul(tf.sub(1, p), epsU)) as tf.Tensor4D;
       }
-      if (icmGuided.length > 0 && m.diffusion.dataKind === 'pixels') {
-        // Clip the x0 estimate to the pixel range and re-derive epsilon from it before guiding (guided-diffusion's
+      const range = m.diffusion.x0Range;
+      if (icmGuided.length > 0 && Number.isFinite(range)) {
+        // Clip the x0 estimate to the data range and re-derive epsilon from it before guiding (guided-diffusion's
         // order), so that the ICM shift below is not wiped out by the clip when x0 is far out of range.
         const ab = col(alphaBar);
-        const x0 = tf.clipByValue(tf.div(tf.sub(xt, tf.mul(tf.sqrt(tf.sub(1, ab)), eps)), tf.sqrt(ab)), -1, 1);
+        const x0 = tf.clipByValue(tf.div(tf.sub(xt, tf.mul(tf.sqrt(tf.sub(1, ab)), eps)), tf.sqrt(ab)), -range, range);
         eps = tf.div(tf.sub(xt, tf.mul(tf.sqrt(ab), x0)), tf.sqrt(tf.sub(1, ab))) as tf.Tensor4D;
       }
       if (icmGuided.length > 0) {
@@ -191,7 +192,7 @@ export class Sampler {
         const k = active.map((_, i) => -Math.sqrt(at('alphas')[i]!) * Math.sqrt(1 - alphaBar[i]!) / at('betas')[i]!);
         eps = tf.add(eps, tf.mul(col(k), dMu)) as tf.Tensor4D;
       }
-      // Without ICM guidance the step clips x0 itself (pixels); with it, x0 was clipped before the shift.
+      // Without ICM guidance the step clips x0 itself; with it, x0 was clipped before the shift.
       return m.diffusion.ddimStep(xt, eps, alphaBar, alphaBarPrev, icmGuided.length > 0 ? { clip: false } : {});
     });
     const samples = tf.split(sample, B) as tf.Tensor4D[];

@@ -325,7 +325,18 @@ export async function trainModel(o: TrainOptions, control: TrainControl = {}): P
   }
   const eta = o.eta ?? 1;
   // The autoencoder is frozen: remember each canvas's latent instead of re-encoding it every epoch.
-  if (model.codec instanceof AutoencoderCodec) model.codec.enableCache(Math.max(train.numImages, val.numImages) * 2);
+  if (model.codec instanceof AutoencoderCodec) {
+    model.codec.enableCache(Math.max(train.numImages, val.numImages) * 2);
+    // An autoencoder calibrated before latent ranges existed: measure its range (the scale stays) so that the
+    // saved model samples with it.
+    const ae = model.codec.autoencoder;
+    if (ae.config.latentRange === undefined) {
+      const n = Math.min(64, train.numImages);
+      const x = tf.tensor4d(new ImageSampler(train, mixSeed(o.seed, 41)).batch(0, n), [n, train.size, train.size, 3]);
+      log.info({ latentRange: ae.measureRange(x) }, 'codec latent range measured');
+      x.dispose();
+    }
+  }
   const stop = installStop();
   const result: TrainResult = { out: o.out, interrupted: false, finished: [], steps: [], bestVal: [] };
   try {
@@ -486,7 +497,7 @@ export async function trainAutoencoder(o: TrainOptions, control: TrainControl = 
       const scale = ae.calibrateScale(x);
       x.dispose();
       await writeFolderAtomically(join(o.out, 'autoencoder'), (tmp) => saveAutoencoder(ae, tmp));
-      log.info({ latentScale: scale, best: r.state.validation.best }, 'autoencoder saved');
+      log.info({ latentScale: scale, latentRange: ae.config.latentRange, best: r.state.validation.best }, 'autoencoder saved');
     }
     return { out: o.out, interrupted: r.interrupted, finished: [r.state.finished], steps: [r.state.step], bestVal: [r.state.validation.best] };
   } finally {

@@ -63,6 +63,13 @@ describe('autoencoder', () => {
     ae.calibrateScale(val);
     const std = tf.tidy(() => tf.sqrt(tf.moments(ae.encode(val)).variance).dataSync()[0]!);
     expect(std).toBeCloseTo(1, 3);
+    // The measured range bounds 99% of the scaled latents (the sampler clips x0 estimates to it).
+    const range = ae.config.latentRange!;
+    const inside = tf.tidy(() => tf.mean(tf.cast(tf.lessEqual(tf.abs(ae.encode(val)), range), 'float32')).dataSync()[0]!);
+    expect(range).toBeGreaterThan(1);
+    expect(inside).toBeGreaterThanOrEqual(0.99);
+    expect(inside).toBeLessThan(1);
+    expect(new AutoencoderCodec(ae).range).toBe(range);
     val.dispose();
     opt.dispose();
     ae.dispose();

@@ -91,6 +91,21 @@ describe('q(x_t | x0) (Eq. 3) and the posterior (Eq. 7)', () => {
     close(val(sample), val(diffusion.qSample(x0, prev, noise)), 1e-3);
     close(val(predX0), val(x0), 1e-3);
   });
+
+  it('x0 estimates are clipped to the data range: [-1, 1] for pixels, x0Range for latents, none without one', () => {
+    // At the last timestep alpha-bar is ~0, so a slightly wrong epsilon puts x0 far outside the data.
+    const xt = tf.fill([1, 2, 2, 1], 1) as tf.Tensor4D;
+    const eps = tf.fill([1, 2, 2, 1], 0.9) as tf.Tensor4D;
+    const T = diffusion.numTimesteps - 1;
+    const step = (d: GaussianDiffusion) => Math.max(...val(d.ddimStep(xt, eps, [d.alphasCumprod[T]!], [d.alphasCumprod[T - 20]!]).predX0));
+    const betas = cosineBetas(1000);
+    expect(step(diffusion)).toBeCloseTo(1, 5);
+    expect(step(new GaussianDiffusion(betas, { dataKind: 'continuous', x0Range: 2.5 }))).toBeCloseTo(2.5, 5);
+    expect(step(new GaussianDiffusion(betas, { dataKind: 'continuous' }))).toBeGreaterThan(10);
+    // A respaced schedule keeps its base's range.
+    const spaced = new SpacedDiffusion(new GaussianDiffusion(betas, { dataKind: 'continuous', x0Range: 2.5 }), spacedTimesteps(1000, 10));
+    expect(spaced.x0Range).toBe(2.5);
+  });
 });
 
 describe('losses', () => {

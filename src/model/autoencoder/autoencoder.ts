@@ -25,9 +25,20 @@ export interface AutoencoderConfig {
   klWeight: number;
   /** Multiplier applied to the posterior mean so codec latents have ~unit variance; 1 until measured. */
   latentScale: number;
+  /**
+   * Bound of the scaled latents, measured with the scale (a high percentile of |z|, see calibrateScale): the
+   * sampler clips its x0 estimates to it, as pixels are clipped to [-1, 1]. Unset in autoencoders calibrated
+   * before it existed: DEFAULT_LATENT_RANGE then.
+   */
+  latentRange?: number;
   /** Seed of the initial weights. */
   seed: number;
 }
+
+/** Which quantile of |scaled latent| calibrateScale takes as the latent range. */
+export const LATENT_RANGE_QUANTILE = 0.99;
+/** The range assumed for an autoencoder calibrated without one: 3 standard deviations of unit-variance latents. */
+export const DEFAULT_LATENT_RANGE = 3;
 
 export const AUTOENCODER_PRESETS: Record<string, AutoencoderConfig> = {
   /** For tests: tiny and fast. */
@@ -200,6 +211,19 @@ export class Autoencoder extends Module {
   calibrateScale(images: tf.Tensor4D): number {
     const std = tf.tidy(() => tf.sqrt(tf.moments(this.posterior(images).mean).variance).dataSync()[0]!);
     this.config.latentScale = std > 1e-8 ? 1 / std : 1;
+    this.measureRange(images);
     return this.config.latentScale;
+  }
+
+  /**
+   * Measure (only) the latent range on sample images: the LATENT_RANGE_QUANTILE quantile of |scaled latent|.
+   * Also for autoencoders calibrated before the range existed (the scale stays: models were trained on it).
+   */
+  measureRange(images: tf.Tensor4D): number {
+    const z = this.encode(images);
+    const abs = Float32Array.from(z.dataSync(), Math.abs).sort();
+    z.dispose();
+    this.config.latentRange = abs[Math.min(abs.length - 1, Math.floor(LATENT_RANGE_QUANTILE * abs.length))] ?? DEFAULT_LATENT_RANGE;
+    return this.config.latentRange;
   }
 }

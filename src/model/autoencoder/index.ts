@@ -5,10 +5,10 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { Autoencoder, AUTOENCODER_PRESETS, type AutoencoderConfig } from './autoencoder.js';
+import { Autoencoder, AUTOENCODER_PRESETS, DEFAULT_LATENT_RANGE, type AutoencoderConfig } from './autoencoder.js';
 import { readSafetensors, writeSafetensors, type NamedArray } from './safetensors.js';
 
-export { Autoencoder, AUTOENCODER_PRESETS, type AutoencoderConfig, type AutoencoderLosses } from './autoencoder.js';
+export { Autoencoder, AUTOENCODER_PRESETS, DEFAULT_LATENT_RANGE, LATENT_RANGE_QUANTILE, type AutoencoderConfig, type AutoencoderLosses } from './autoencoder.js';
 export {
   encodeSafetensors,
   decodeSafetensors,
@@ -24,6 +24,7 @@ export interface ImageCodec {
   readonly downFactor: number;
   encode(images: tf.Tensor4D): tf.Tensor4D;
   decode(z: tf.Tensor4D): tf.Tensor4D;
+  readonly range: number;
 }
 
 /** A 64-bit content hash of one image's float values (two independent 32-bit FNV-1a streams over the bits). */
@@ -47,6 +48,10 @@ export class AutoencoderCodec implements ImageCodec {
   constructor(readonly autoencoder: Autoencoder) {
     this.channels = autoencoder.config.latentChannels;
     this.downFactor = autoencoder.config.downFactor;
+  }
+
+  get range(): number {
+    return this.autoencoder.config.latentRange ?? DEFAULT_LATENT_RANGE;
   }
 
   /**

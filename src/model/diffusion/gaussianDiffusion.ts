@@ -27,6 +27,12 @@ export type DataKind = 'pixels' | 'continuous';
 export interface DiffusionOptions {
   /** 'pixels' uses the discretised Gaussian likelihood and clips predicted x0 to [-1, 1]. */
   dataKind?: DataKind;
+  /**
+   * Bound of the data: sampling clips x0 estimates to [-x0Range, x0Range] (pixels: 1; latents: the codec's
+   * measured range). Without it, an x0 estimate at the last timesteps (alpha-bar ~ 1e-6 under the cosine
+   * schedule) multiplies the epsilon error by ~600 and a latent trajectory diverges.
+   */
+  x0Range?: number;
 }
 
 /** Per-item training losses, each [B]. */
@@ -48,6 +54,8 @@ export const stopGradient: (x: tf.Tensor) => tf.Tensor = tf.customGrad((...input
 export class GaussianDiffusion {
   readonly numTimesteps: number;
   readonly dataKind: DataKind;
+  /** Clip bound of x0 estimates when sampling (Infinity: none). */
+  readonly x0Range: number;
   readonly betas: Float64Array;
   readonly alphas: Float64Array;
   readonly alphasCumprod: Float64Array;
@@ -70,6 +78,7 @@ export class GaussianDiffusion {
 
   constructor(betas: Float64Array, opts: DiffusionOptions = {}) {
     this.dataKind = opts.dataKind ?? 'pixels';
+    this.x0Range = opts.x0Range ?? (this.dataKind === 'pixels' ? 1 : Infinity);
     this.betas = Float64Array.from(betas);
     const T = betas.length;
     this.numTimesteps = T;
@@ -189,11 +198,11 @@ export class GaussianDiffusion {
       const { eps, v } = this.splitOutput(modelOutput);
       const logVariance = this.learnedLogVariance(v, t);
       const variance = tf.exp(logVariance) as tf.Tensor4D;
-      const clip = opts.clipDenoised ?? this.dataKind === 'pixels';
+      const clip = opts.clipDenoised ?? Number.isFinite(this.x0Range);
       let predX0 = this.predictX0FromEps(xt, t, eps);
       let mean: tf.Tensor4D;
-      if (clip) {
-        predX0 = tf.clipByValue(predX0, -1, 1) as tf.Tensor4D;
+      if (clip && Number.isFinite(this.x0Range)) {
+        predX0 = tf.clipByValue(predX0, -this.x0Range, this.x0Range) as tf.Tensor4D;
         mean = this.qPosteriorMeanVariance(predX0, xt, t).mean;
       } else {
         mean = this.meanFromEps(xt, t, eps);
@@ -246,8 +255,8 @@ export class GaussianDiffusion {
 
   /**
    * One deterministic DDIM step (eta = 0) between arbitrary per-item positions: from alphabar_t to alphabar_prev
-   * (alphabar_prev = 1 for the final step). Returns x_prev and the x0 estimate. With `clip`, x0 is clipped to
-   * [-1, 1] and epsilon recomputed from it (guided-diffusion's clip_denoised).
+   * (alphabar_prev = 1 for the final step). Returns x_prev and the x0 estimate. Unless `clip` is false, x0 is
+   * clipped to [-x0Range, x0Range] and epsilon recomputed from it (guided-diffusion's clip_denoised).
    */
   ddimStep(
     xt: tf.Tensor4D,
@@ -262,8 +271,8 @@ export class GaussianDiffusion {
       const abP = col(alphaBarPrev);
       let predX0 = tf.div(tf.sub(xt, tf.mul(tf.sqrt(tf.sub(1, abT)), eps)), tf.sqrt(abT)) as tf.Tensor4D;
       let e = eps;
-      if (opts.clip ?? this.dataKind === 'pixels') {
-        predX0 = tf.clipByValue(predX0, -1, 1) as tf.Tensor4D;
+      if ((opts.clip ?? true) && Number.isFinite(this.x0Range)) {
+        predX0 = tf.clipByValue(predX0, -this.x0Range, this.x0Range) as tf.Tensor4D;
         e = tf.div(tf.sub(xt, tf.mul(tf.sqrt(abT), predX0)), tf.sqrt(tf.sub(1, abT))) as tf.Tensor4D;
       }
       const sample = tf.add(tf.mul(tf.sqrt(abP), predX0), tf.mul(tf.sqrt(tf.sub(1, abP)), e)) as tf.Tensor4D;

@@ -30,7 +30,7 @@ export class SpacedDiffusion extends GaussianDiffusion {
       betas[i] = 1 - ac / last;
       last = ac;
     });
-    super(betas, { dataKind: base instanceof GaussianDiffusion ? base.dataKind : opts.dataKind, ...opts });
+    super(betas, base instanceof GaussianDiffusion ? { dataKind: base.dataKind, x0Range: base.x0Range, ...opts } : opts);
     this.timestepMap = kept;
   }
 }
