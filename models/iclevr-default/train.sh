@@ -15,10 +15,21 @@ COMMON="--dataset iclevr --train-episodes 6000 --val-episodes 200 --checkpoint-m
   --autoencoder runs/ae-iclevr/autoencoder --out runs/iclevr-s1 --resume --minutes 60 --lr 2e-4 --batch 16 \
   --val-every 200 --val-batches 8
 
-# 3. Stages 2 and 3 from the stage-1 model, with the trained autoencoder swapped in as the codec.
-npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small --init runs/iclevr-s1/model \
-  --autoencoder runs/ae-iclevr/autoencoder --out runs/iclevr-default --resume \
-  --minutes "${MINUTES:-600}" --split 0,0.9,0.1 --lr 2e-4 --batch 16 --val-every 400 --val-batches 12
+# 3. Stages 2 and 3 from the stage-1 model, with the trained autoencoder swapped in as the codec. The shipped
+#    model's stage 2 ran in three sessions: this run (247 steps), a continuation with --init (136 steps), and the
+#    long run of step 4 (the stage-3 results of the first two were superseded).
+[ -f runs/iclevr-default/model/config.json ] || npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small \
+  --init runs/iclevr-s1/model --autoencoder runs/ae-iclevr/autoencoder --out runs/iclevr-default --resume \
+  --minutes "${MINUTES:-20}" --split 0,0.9,0.1 --lr 2e-4 --batch 16 --val-every 400 --val-batches 12
+[ -f runs/iclevr-default-2/model/config.json ] || npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small \
+  --init runs/iclevr-default/model --autoencoder runs/ae-iclevr/autoencoder --out runs/iclevr-default-2 --resume \
+  --minutes 13 --split 0,0.8,0.2 --lr 2e-4 --batch 16 --val-every 400 --val-batches 12
 
-# 4. Ship it (float16).
-npx tsx src/train/cli.ts --export runs/iclevr-default/model --out models/iclevr-default --dtype float16
+# 4. The long stage-2 run (new data/noise seed) and stage 3, from the stage-2 weights of step 3. Its start-up
+#    measures the codec's latent range (the sampler's x0 clip) and stores it in the checkpoint.
+npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small --init runs/iclevr-default-2/stage-2 \
+  --autoencoder runs/ae-iclevr/autoencoder --out runs/iclevr-3 --resume --minutes "${MINUTES:-82}" \
+  --split 0,0.92,0.08 --lr 2e-4 --batch 16 --val-every 400 --val-batches 12 --seed 3
+
+# 5. Ship it (float16).
+npx tsx src/train/cli.ts --export runs/iclevr-3/model --out models/iclevr-default --dtype float16

@@ -3,9 +3,9 @@
  *
  *   npm run eval -- --model <checkpoint> --episodes <file> [--limit N] [--teacher-forced] [--steps K]
  *        [--guidance phi] [--icm-guidance psi] [--seed S] [--batch B] [--detector DIR] [--out DIR] [--json]
- *        [--codraw-dir DIR] [--backend NAME]
+ *        [--codraw-dir DIR] [--backend NAME] [--sheet-episodes N]
  *
- * Writes report.json and contact-sheet.png to the output folder, prints a table; with --json the last stdout line
+ * Writes report.json and contact-sheet.png (the first --sheet-episodes episodes, default 8) to the output folder, prints a table; with --json the last stdout line
  * is one JSON object (precision, recall, f1, rsim, episodes, turns, detector_reference_f1, ...).
  */
 import { existsSync } from 'node:fs';
@@ -20,7 +20,7 @@ import { CliError, Progress, fmtMs, initBackendFromArgs, loadEpisodesArg, num, o
 
 const USAGE = `usage: npm run eval -- --model CHECKPOINT --episodes FILE [--limit N] [--teacher-forced] [--steps K]
   [--guidance PHI] [--icm-guidance PSI] [--seed S] [--batch B] [--detector DIR] [--out DIR] [--json]
-  [--codraw-dir DIR] [--backend auto|native-cpu|cpu|tensorflow]`;
+  [--codraw-dir DIR] [--backend auto|native-cpu|cpu|tensorflow] [--sheet-episodes N]`;
 
 function table(r: ModelEvalReport): string {
   const f = (v: number) => v.toFixed(4).padStart(9);
@@ -51,6 +51,7 @@ async function main(): Promise<void> {
       json: { type: 'boolean' },
       'codraw-dir': { type: 'string' },
       backend: { type: 'string' },
+      'sheet-episodes': { type: 'string' },
     },
     USAGE,
   );
@@ -58,6 +59,7 @@ async function main(): Promise<void> {
   const episodesFile = str(a.episodes, 'episodes');
   const limit = optNum(a.limit, 'limit', { int: true, min: 1 });
   const teacherForced = a['teacher-forced'] === true;
+  const sheetEpisodes = num(a['sheet-episodes'], 'sheet-episodes', 8, { int: true, min: 1 });
   const steps = num(a.steps, 'steps', PAPER_DEFAULTS.samplingSteps, { int: true, min: 1 });
   const guidanceScale = num(a.guidance, 'guidance', PAPER_DEFAULTS.guidanceScale, { min: 0 });
   const icmGuidanceScale = num(a['icm-guidance'], 'icm-guidance', PAPER_DEFAULTS.icmGuidanceScale, { min: 0 });
@@ -110,7 +112,7 @@ async function main(): Promise<void> {
 
   await mkdir(outDir, { recursive: true });
   const sheetPath = join(outDir, 'contact-sheet.png');
-  await writeFile(sheetPath, contactSheet(report.results));
+  await writeFile(sheetPath, contactSheet(report.results.slice(0, sheetEpisodes)));
   const trustF1 = DETECTOR_TRUST_F1[dataset];
   const summary = {
     precision: report.precision,
