@@ -47,80 +47,93 @@ struct Geom {
   int64_t N, HW, C, G, Cg;
 };
 
-Geom geom(const Napi::CallbackInfo& info, int at, size_t n) {
-  Geom g{info[at].As<Napi::Number>().Int64Value(), info[at + 1].As<Napi::Number>().Int64Value(),
-         info[at + 2].As<Napi::Number>().Int64Value(), info[at + 3].As<Napi::Number>().Int64Value(), 0};
-  tn::check(g.N > 0 && g.HW > 0 && g.C > 0 && g.G > 0 && g.C % g.G == 0, "groupNorm: bad geometry");
-  tn::check((int64_t)n == g.N * g.HW * g.C, "groupNorm: x size");
-  g.Cg = g.C / g.G;
-  return g;
+// The leading arguments both kernels share: (x, N, HW, C, G, gamma, beta, eps, act).
+struct NormArgs {
+  tn::F32 x, gamma, beta;
+  Geom s;
+  float eps;
+  int act;
+};
+
+NormArgs normArgs(const Napi::CallbackInfo& info, const char* who) {
+  NormArgs a;
+  a.x = tn::f32(info[0], "x");
+  a.s = {info[1].As<Napi::Number>().Int64Value(), info[2].As<Napi::Number>().Int64Value(),
+         info[3].As<Napi::Number>().Int64Value(), info[4].As<Napi::Number>().Int64Value(), 0};
+  const Geom& g = a.s;
+  tn::check(g.N > 0 && g.HW > 0 && g.C > 0 && g.G > 0 && g.C % g.G == 0, std::string(who) + ": bad geometry");
+  tn::check((int64_t)a.x.n == g.N * g.HW * g.C, std::string(who) + ": x size");
+  a.s.Cg = g.C / g.G;
+  a.gamma = tn::f32(info[5], "gamma");
+  a.beta = tn::f32(info[6], "beta");
+  tn::check((int64_t)a.gamma.n == g.C && (int64_t)a.beta.n == g.C, std::string(who) + ": gamma / beta size");
+  a.eps = info[7].As<Napi::Number>().FloatValue();
+  a.act = info[8].As<Napi::Number>().Int32Value();
+  return a;
 }
 
-// Per-group mean and 1/sqrt(var + eps) of sample n, in two contiguous passes over its HW x C values (each pass
-// accumulates per channel, then per group: groups of a few channels would otherwise read memory C/Cg times).
-void sampleStats(const float* x, const Geom& s, float eps, std::vector<double>& acc, std::vector<float>& mean,
-                 std::vector<float>& rstd) {
-  const int64_t M = s.HW * s.Cg;
-  std::fill(acc.begin(), acc.end(), 0.0);
-  for (int64_t hw = 0; hw < s.HW; hw++) {
-    const float* p = x + hw * s.C;
-    for (int64_t c = 0; c < s.C; c++) acc[c] += p[c];
-  }
-  for (int64_t g = 0; g < s.G; g++) {
-    double t = 0;
-    for (int64_t j = 0; j < s.Cg; j++) t += acc[g * s.Cg + j];
-    mean[g] = (float)(t / M);
-  }
-  // Squared deviations per channel (a per-channel copy of the group mean keeps divisions out of the loop).
-  std::vector<double>& meanC = acc;  // reused below: first the per-channel mean, then the sums
-  std::vector<double> sq(s.C, 0.0);
-  for (int64_t c = 0; c < s.C; c++) meanC[c] = mean[c / s.Cg];
-  for (int64_t hw = 0; hw < s.HW; hw++) {
-    const float* p = x + hw * s.C;
+// Per-thread scratch for one sample's statistics. compute() fills, per channel c of group g:
+//   mc = mean_g, rc = 1/sqrt(var_g + eps), and k, o with gamma * xhat + beta = x * k + o (one FMA per element).
+// Both passes run contiguously over the sample's HW x C values, accumulating per channel and then per group
+// (groups of a few channels would otherwise read memory C / Cg times).
+struct SampleStats {
+  explicit SampleStats(const Geom& s) : s(s), acc(s.C), mc(s.C), rc(s.C), k(s.C), o(s.C) {}
+  void compute(const float* x, float eps, const float* gamma, const float* beta) {
+    const int64_t M = s.HW * s.Cg;
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t hw = 0; hw < s.HW; hw++) {
+      const float* p = x + hw * s.C;
+      for (int64_t c = 0; c < s.C; c++) acc[c] += p[c];
+    }
+    groupTotals([&](int64_t c, double t) { mc[c] = (float)(t / M); });
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t hw = 0; hw < s.HW; hw++) {
+      const float* p = x + hw * s.C;
 #pragma omp simd
+      for (int64_t c = 0; c < s.C; c++) {
+        const double d = p[c] - mc[c];
+        acc[c] += d * d;
+      }
+    }
+    groupTotals([&](int64_t c, double t) { rc[c] = (float)(1.0 / std::sqrt(t / M + eps)); });
     for (int64_t c = 0; c < s.C; c++) {
-      const double d = p[c] - meanC[c];
-      sq[c] += d * d;
+      k[c] = gamma[c] * rc[c];
+      o[c] = beta[c] - mc[c] * k[c];
     }
   }
-  acc.swap(sq);
-  for (int64_t g = 0; g < s.G; g++) {
-    double t = 0;
-    for (int64_t j = 0; j < s.Cg; j++) t += acc[g * s.Cg + j];
-    rstd[g] = (float)(1.0 / std::sqrt(t / M + eps));
-  }
-}
+  const Geom& s;
+  std::vector<double> acc;
+  std::vector<float> mc, rc, k, o;
 
-// Per-channel scale and shift so that gamma * xhat + beta = x * k + o (one FMA per element in the hot loops).
-void channelAffine(const Geom& s, const float* gamma, const float* beta, const std::vector<float>& mean,
-                   const std::vector<float>& rstd, std::vector<float>& k, std::vector<float>& o) {
-  for (int64_t c = 0; c < s.C; c++) {
-    const int64_t g = c / s.Cg;
-    k[c] = gamma[c] * rstd[g];
-    o[c] = beta[c] - mean[g] * k[c];
+ private:
+  // f(c, total of acc over c's group) for every channel c.
+  template <class F>
+  void groupTotals(F f) {
+    for (int64_t g = 0; g < s.G; g++) {
+      double t = 0;
+      for (int64_t j = 0; j < s.Cg; j++) t += acc[g * s.Cg + j];
+      for (int64_t j = 0; j < s.Cg; j++) f(g * s.Cg + j, t);
+    }
   }
-}
+};
 
 // groupNorm(x, N, HW, C, G, gamma, beta, eps, act, y)
 TN_FN(groupNorm) {
-  tn::F32 x = tn::f32(info[0], "x");
-  Geom s = geom(info, 1, x.n);
-  tn::F32 gamma = tn::f32(info[5], "gamma"), beta = tn::f32(info[6], "beta");
-  const float eps = info[7].As<Napi::Number>().FloatValue();
-  const int act = info[8].As<Napi::Number>().Int32Value();
+  const NormArgs a = normArgs(info, "groupNorm");
+  const Geom& s = a.s;
+  const int act = a.act;
   tn::F32 y = tn::f32(info[9], "y");
-  tn::check((int64_t)gamma.n == s.C && (int64_t)beta.n == s.C && y.n == x.n, "groupNorm: sizes");
-  const int nt = tn::threadsFor(x.n);
+  tn::check(y.n == a.x.n, "groupNorm: y size");
+  const int nt = tn::threadsFor(a.x.n);
 #pragma omp parallel num_threads(nt)
   {
-    std::vector<double> acc(s.C);
-    std::vector<float> mean(s.G), rstd(s.G), k(s.C), o(s.C);
+    SampleStats st(s);
+    const std::vector<float>&k = st.k, &o = st.o;
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < s.N; n++) {
-      const float* xn = x.p + n * s.HW * s.C;
+      const float* xn = a.x.p + n * s.HW * s.C;
       float* yn = y.p + n * s.HW * s.C;
-      sampleStats(xn, s, eps, acc, mean, rstd);
-      channelAffine(s, gamma.p, beta.p, mean, rstd, k, o);
+      st.compute(xn, a.eps, a.gamma.p, a.beta.p);
       for (int64_t hw = 0; hw < s.HW; hw++) {
         const float* p = xn + hw * s.C;
         float* q = yn + hw * s.C;
@@ -141,30 +154,26 @@ TN_FN(groupNorm) {
 //   z = gamma * xhat + beta, y = act(z); dz = dy * act'(z); dbeta = sum dz; dgamma = sum dz * xhat;
 //   dx = rstd * (gamma dz - mean_g(gamma dz) - xhat * mean_g(gamma dz xhat)).
 TN_FN(groupNormGrad) {
-  tn::F32 x = tn::f32(info[0], "x");
-  Geom s = geom(info, 1, x.n);
-  tn::F32 gamma = tn::f32(info[5], "gamma"), beta = tn::f32(info[6], "beta");
-  const float eps = info[7].As<Napi::Number>().FloatValue();
-  const int act = info[8].As<Napi::Number>().Int32Value();
+  const NormArgs args = normArgs(info, "groupNormGrad");
+  const Geom& s = args.s;
+  const tn::F32 x = args.x, gamma = args.gamma;
+  const int act = args.act;
   tn::F32 dy = tn::f32(info[9], "dy"), dx = tn::f32(info[10], "dx");
   tn::F32 dgamma = tn::f32(info[11], "dgamma"), dbeta = tn::f32(info[12], "dbeta");
-  tn::check((int64_t)gamma.n == s.C && (int64_t)beta.n == s.C && dy.n == x.n && dx.n == x.n &&
-                (int64_t)dgamma.n == s.C && (int64_t)dbeta.n == s.C,
-            "groupNormGrad: sizes");
+  tn::check(dy.n == x.n && dx.n == x.n && (int64_t)dgamma.n == s.C && (int64_t)dbeta.n == s.C, "groupNormGrad: sizes");
   const int64_t M = s.HW * s.Cg;
   // Per-sample parameter-gradient sums (row n belongs to one thread: no races), reduced over n at the end.
   std::vector<double> sdz(s.N * s.C, 0.0), sdzx(s.N * s.C, 0.0);
   const int nt = tn::threadsFor(x.n);
 #pragma omp parallel num_threads(nt)
   {
-    std::vector<double> acc(s.C);
-    std::vector<float> mean(s.G), rstd(s.G), k(s.C), o(s.C), ca(s.C), cb(s.C), mc(s.C), rc(s.C);
+    SampleStats st(s);
+    const std::vector<float>&k = st.k, &o = st.o, &mc = st.mc, &rc = st.rc;
+    std::vector<float> ca(s.C), cb(s.C);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < s.N; n++) {
       const int64_t base = n * s.HW * s.C;
-      sampleStats(x.p + base, s, eps, acc, mean, rstd);
-      channelAffine(s, gamma.p, beta.p, mean, rstd, k, o);
-      for (int64_t c = 0; c < s.C; c++) mc[c] = mean[c / s.Cg], rc[c] = rstd[c / s.Cg];
+      st.compute(x.p + base, args.eps, gamma.p, args.beta.p);
       double* a = sdz.data() + n * s.C;
       double* b = sdzx.data() + n * s.C;
       for (int64_t hw = 0; hw < s.HW; hw++) {
@@ -191,8 +200,8 @@ TN_FN(groupNormGrad) {
         for (int64_t j = 0; j < s.Cg; j++) {
           const int64_t c = g * s.Cg + j;
           // rstd * (-ma - (x - mean) rstd mb)
-          cb[c] = -rstd[g] * rstd[g] * mb;
-          ca[c] = -rstd[g] * ma - cb[c] * mean[g];
+          cb[c] = -rc[c] * rc[c] * mb;
+          ca[c] = -rc[c] * ma - cb[c] * mc[c];
         }
       }
       for (int64_t hw = 0; hw < s.HW; hw++) {

@@ -4,12 +4,12 @@
  * handles float32 and the layouts it knows; anything else is passed to the stock kernel unchanged, so an
  * unsupported case is slow, never wrong. Fallbacks are counted so tests can see them.
  */
+import { totalmem } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import type { KernelConfig, KernelFunc, NamedAttrMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { Act, BinaryOp, ReduceOp, UnaryOp, type NativeAddon } from './addon.js';
 import { BufferPool, type BufferPoolStats } from './bufferPool.js';
-import { totalmem } from 'node:os';
 import { ACTIVATION, ACTIVATION_GRAD, GROUP_NORM, GROUP_NORM_GRAD, registerFusedGradients } from './fusedOps.js';
 
 export const NATIVE_BACKEND = 'native-cpu';
