@@ -11,6 +11,13 @@ const bool = z
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
+/**
+ * Sampling settings of a turn that sets none: the paper's guidance scales (phi 3, psi 2) with 50 DDIM steps instead
+ * of its 250, which a CPU cannot serve interactively. `npm run eval` uses the same defaults, so its scores are the
+ * server's.
+ */
+export const TURN_DEFAULTS = { steps: 50, guidanceScale: 3, icmGuidanceScale: 2 } as const;
+
 /** Limits that protect the server; each violation is a typed GraphQL error (see src/graphql/errors.ts). */
 const LimitsSchema = z.object({
   /** Longest turn instruction or chat message, in characters. */
@@ -51,9 +58,9 @@ const ConfigSchema = z.object({
   batching: bool.default(true),
   maxBatchSize: int(1, 256).default(8),
   /** Generation defaults for turns that do not set their own. */
-  defaultSteps: int(1, 10_000).default(50),
-  defaultGuidanceScale: z.coerce.number().min(0).max(100).default(3),
-  defaultIcmGuidanceScale: z.coerce.number().min(0).max(100).default(1),
+  defaultSteps: int(1, 10_000).default(TURN_DEFAULTS.steps),
+  defaultGuidanceScale: z.coerce.number().min(0).max(100).default(TURN_DEFAULTS.guidanceScale),
+  defaultIcmGuidanceScale: z.coerce.number().min(0).max(100).default(TURN_DEFAULTS.icmGuidanceScale),
   /** A socket whose unsent data exceeds this many bytes gets only the latest preview frame. */
   wsHighWaterMarkBytes: int(0, 1 << 30).default(256 * 1024),
   /** How long SIGTERM waits for in-flight work before closing anyway. */

@@ -11,7 +11,8 @@
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { loadCheckpoint, PAPER_DEFAULTS } from '../model/index.js';
+import { TURN_DEFAULTS } from '../config/index.js';
+import { loadCheckpoint } from '../model/index.js';
 import { loadDetector } from './detector.js';
 import { contactSheet } from './contactSheet.js';
 import { DETECTOR_TRUST_F1 } from './trust.js';
@@ -60,9 +61,9 @@ async function main(): Promise<void> {
   const limit = optNum(a.limit, 'limit', { int: true, min: 1 });
   const teacherForced = a['teacher-forced'] === true;
   const sheetEpisodes = num(a['sheet-episodes'], 'sheet-episodes', 8, { int: true, min: 1 });
-  const steps = num(a.steps, 'steps', PAPER_DEFAULTS.samplingSteps, { int: true, min: 1 });
-  const guidanceScale = num(a.guidance, 'guidance', PAPER_DEFAULTS.guidanceScale, { min: 0 });
-  const icmGuidanceScale = num(a['icm-guidance'], 'icm-guidance', PAPER_DEFAULTS.icmGuidanceScale, { min: 0 });
+  const steps = num(a.steps, 'steps', TURN_DEFAULTS.steps, { int: true, min: 1 });
+  const guidanceScale = num(a.guidance, 'guidance', TURN_DEFAULTS.guidanceScale, { min: 0 });
+  const icmGuidanceScale = num(a['icm-guidance'], 'icm-guidance', TURN_DEFAULTS.icmGuidanceScale, { min: 0 });
   const seed = num(a.seed, 'seed', 0, { int: true });
   const batchSize = num(a.batch, 'batch', 4, { int: true, min: 1 });
   const json = a.json === true;

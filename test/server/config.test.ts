@@ -8,6 +8,8 @@ describe('loadConfig', () => {
     const c = loadConfig({}, []);
     expect(c).toMatchObject({ host: '127.0.0.1', port: 4000, modelPath: 'models/iclevr-default', backend: 'auto', batching: true, previewEvery: 5 });
     expect(c.limits.maxQueuedTurnsPerSession).toBe(8);
+    // The scores in README / model cards are measured at these (npm run eval's defaults): the paper's phi and psi.
+    expect(c).toMatchObject({ defaultSteps: 50, defaultGuidanceScale: 3, defaultIcmGuidanceScale: 2 });
     expect(databaseTarget(c)).toEqual({ kind: 'sqlite', file: path.resolve('data', 'codraw.db') });
   });
 
