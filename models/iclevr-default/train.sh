@@ -27,9 +27,15 @@ COMMON="--dataset iclevr --train-episodes 6000 --val-episodes 200 --checkpoint-m
 
 # 4. The long stage-2 run (new data/noise seed) and stage 3, from the stage-2 weights of step 3. Its start-up
 #    measures the codec's latent range (the sampler's x0 clip) and stores it in the checkpoint.
-npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small --init runs/iclevr-default-2/stage-2 \
-  --autoencoder runs/ae-iclevr/autoencoder --out runs/iclevr-3 --resume --minutes "${MINUTES:-82}" \
-  --split 0,0.92,0.08 --lr 2e-4 --batch 16 --val-every 400 --val-batches 12 --seed 3
+[ -f runs/iclevr-3/model/config.json ] || npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small \
+  --init runs/iclevr-default-2/stage-2 --autoencoder runs/ae-iclevr/autoencoder --out runs/iclevr-3 --resume \
+  --minutes "${MINUTES:-82}" --split 0,0.92,0.08 --lr 2e-4 --batch 16 --val-every 400 --val-batches 12 --seed 3
 
-# 5. Ship it (float16).
-npx tsx src/train/cli.ts --export runs/iclevr-3/model --out models/iclevr-default --dtype float16
+# 5. Stage 2 continued from all of step 4's weights (the codec comes with the checkpoint), new data/noise seed,
+#    then stage 3 again. It ran in two sessions: interrupted at 277 steps (Ctrl-C / session end; resumed from
+#    runs/iclevr-4/last), and the budget was cut from 240 to 91 minutes on a resume to leave time for evaluation.
+npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small --init runs/iclevr-3/model --out runs/iclevr-4 --resume \
+  --minutes 91 --split 0,0.92,0.08 --lr 2e-4 --batch 16 --val-every 400 --val-batches 12 --seed 4
+
+# 6. Ship it (float16).
+npx tsx src/train/cli.ts --export runs/iclevr-4/model --out models/iclevr-default --dtype float16
