@@ -15,6 +15,7 @@ import { Sampler, type CddIcm, type SampleState } from '../model/index.js';
 import { partLogger } from '../log/index.js';
 import { FairQueue } from './fairQueue.js';
 import { encodePngAsync } from '../data/index.js';
+import { LatentCache } from './latentCache.js';
 import { ProgressChannel } from './preview.js';
 import type { BatchInfo, EngineHooks, EngineStatus, GenerationEngine, TurnInputs } from './types.js';
 
@@ -44,6 +45,7 @@ export interface EngineCoreOptions {
   hooks: EngineHooks;
   previewEvery: number;
   maxBatchSize: number;
+  latentCacheSize: number;
   batching: boolean;
   /** How long a running batch waits for newcomers' hooks.start before the next step. */
   joinWaitMs: number;
@@ -60,6 +62,7 @@ export class Engine implements GenerationEngine {
   private readonly queue = new FairQueue();
   /** Turns past the queue (starting, ready, running, ending), by id. */
   private readonly turns = new Map<string, TurnRecord>();
+  private readonly latents: LatentCache;
   private readonly readyTurns: TurnRecord[] = [];
   private batch: TurnRecord[] = [];
   private starting = 0;
@@ -79,6 +82,7 @@ export class Engine implements GenerationEngine {
 
   constructor(private readonly o: EngineCoreOptions) {
     if (!Number.isInteger(o.maxBatchSize) || o.maxBatchSize < 1) throw new Error(`maxBatchSize must be a positive integer, got ${o.maxBatchSize}`);
+    this.latents = new LatentCache(o.latentCacheSize);
     if (!Number.isInteger(o.previewEvery) || o.previewEvery < 0) throw new Error(`previewEvery must be a non-negative integer, got ${o.previewEvery}`);
     this.modelReady = o.model.then((m) => {
       this.sampler = new Sampler(m);
@@ -137,6 +141,8 @@ export class Engine implements GenerationEngine {
       running: this.batch.length,
       batching: this.o.batching,
       maxBatchSize: this.o.maxBatchSize,
+      referenceLatentHits: this.latents.hits,
+      referenceLatentMisses: this.latents.misses,
       stepMs: this.stepMs === null ? null : Math.round(this.stepMs),
     };
   }
@@ -306,9 +312,10 @@ export class Engine implements GenerationEngine {
       }
       const inp = rec.inputs!;
       try {
+        const referenceLatent = inp.referenceLatent ?? this.latents.get(inp.reference);
         rec.state = sampler.prepare({
           text: inp.text, reference: inp.reference, steps: inp.steps, guidanceScale: inp.guidanceScale,
-          icmGuidanceScale: inp.icmGuidanceScale, seed: inp.seed,
+          icmGuidanceScale: inp.icmGuidanceScale, seed: inp.seed, ...(referenceLatent ? { referenceLatent } : {}),
         });
       } catch (err) {
         this.end(rec, 'failed', toError(err));
@@ -420,6 +427,8 @@ export class Engine implements GenerationEngine {
     let image: RgbImage;
     try {
       image = rec.state!.result();
+      // The next turn's reference is this image (as the PNG stores it: the same 8-bit pixels).
+      this.latents.set(image, rec.state!.latent());
     } catch (err) {
       rec.state!.dispose();
       return this.end(rec, 'failed', toError(err));

@@ -24,6 +24,7 @@ export function createEngine(options: EngineOptions): GenerationEngine & { ready
     hooks: options.hooks,
     previewEvery: options.previewEvery ?? 5,
     maxBatchSize: options.maxBatchSize ?? 8,
+    latentCacheSize: options.latentCacheSize ?? 4096,
     batching: options.batching ?? true,
     joinWaitMs: options.joinWaitMs ?? 25,
     previewGraceMs: options.previewGraceMs ?? 2,

@@ -58,6 +58,9 @@ export interface EngineStatus {
   batching?: boolean;
   maxBatchSize?: number;
   stepMs?: number | null;
+  /** Turns whose reference latent came from the engine's cache, and turns that had to encode their reference. */
+  referenceLatentHits?: number;
+  referenceLatentMisses?: number;
 }
 
 export interface GenerationEngine {
@@ -103,6 +106,11 @@ export interface EngineOptions {
   previewGraceMs?: number;
   /** Backend reported by status(); default: src/backend's backendInfo() at the time of the call. */
   backend?: { name: string; device: string; threads: number };
+  /**
+   * Latents of this many recent results are kept so that a next turn whose reference is one of them skips the
+   * lossy re-encoding (src/engine/latentCache.ts); 0 turns it off. Default 4096 (a few MB for a latent model).
+   */
+  latentCacheSize?: number;
   /** Called after every step with the batch it ran. */
   onBatch?(info: BatchInfo): void;
 }

@@ -21,7 +21,7 @@ import { CliError, Progress, fmtMs, initBackendFromArgs, loadEpisodesArg, num, o
 
 const USAGE = `usage: npm run eval -- --model CHECKPOINT --episodes FILE [--limit N] [--teacher-forced] [--steps K]
   [--guidance PHI] [--icm-guidance PSI] [--seed S] [--batch B] [--detector DIR] [--out DIR] [--json]
-  [--codraw-dir DIR] [--backend auto|native-cpu|cpu|tensorflow] [--sheet-episodes N]`;
+  [--codraw-dir DIR] [--backend auto|native-cpu|cpu|tensorflow] [--sheet-episodes N] [--reencode-reference]`;
 
 function table(r: ModelEvalReport): string {
   const f = (v: number) => v.toFixed(4).padStart(9);
@@ -53,6 +53,7 @@ async function main(): Promise<void> {
       'codraw-dir': { type: 'string' },
       backend: { type: 'string' },
       'sheet-episodes': { type: 'string' },
+      'reencode-reference': { type: 'boolean' },
     },
     USAGE,
   );
@@ -95,8 +96,10 @@ async function main(): Promise<void> {
   let turnsDone = 0;
   const ac = new AbortController();
   process.once('SIGINT', () => ac.abort());
+  const reencodeReference = a['reencode-reference'] === true;
   const report = await evaluateModel(model, detector, episodes, {
     teacherForced,
+    reencodeReference,
     steps,
     guidanceScale,
     icmGuidanceScale,
@@ -131,6 +134,7 @@ async function main(): Promise<void> {
     episodes_file: episodesFile,
     detector: detectorDir,
     teacher_forced: teacherForced,
+    reencode_reference: reencodeReference,
     steps,
     guidance: guidanceScale,
     icm_guidance: icmGuidanceScale,

@@ -5,7 +5,7 @@
  * generated image of every turn; precision / recall / F1 are averaged over all turns, RSIM over final turns.
  */
 import { backgroundFor, hashSeed, renderScene, type Episode, type RgbImage, type SceneRenderOptions } from '../data/index.js';
-import { sample, type CddIcm, type SampleRequest } from '../model/index.js';
+import { sampleWithLatents, type CddIcm, type SampleRequest } from '../model/index.js';
 import type { Detection, ObjectDetector } from './detector.js';
 import { DATASET_INFO, locate } from './datasets.js';
 import { aggregateScores, meanScores, precisionRecallF1, scoreEpisode, type DatasetScores, type LocatedObject, type PrfScores } from './metrics.js';
@@ -30,6 +30,11 @@ export interface ModelEvalOptions {
   signal?: AbortSignal;
   /** Keep the images of this many episodes in the results (for the contact sheet); default 24. */
   keepImages?: number;
+  /**
+   * Iterative setting: re-encode each generated image as the next turn's reference instead of handing its latent
+   * on (what a server that lost the latent does). Default false, as the engine carries latents.
+   */
+  reencodeReference?: boolean;
 }
 
 export interface TurnResult {
@@ -86,25 +91,28 @@ export async function evaluateModel(
     const refs: RgbImage[] = group.map(() => backgroundFor(dataset, size, opts.render));
     const gts = group.map((e) => e.turns.map((t) => renderScene(dataset, t.objects, size, opts.render)));
     const gens: RgbImage[][] = group.map(() => []);
+    const refLatents: (Float32Array | undefined)[] = group.map(() => undefined);
     const maxTurns = Math.max(...group.map((e) => e.turns.length));
     for (let t = 0; t < maxTurns; t++) {
       const active = group.map((e, i) => i).filter((i) => t < group[i]!.turns.length);
       const reqs: SampleRequest[] = active.map((i) => ({
         text: group[i]!.turns[t]!.text,
         reference: refs[i]!,
+        ...(refLatents[i] ? { referenceLatent: refLatents[i] } : {}),
         steps: opts.steps,
         guidanceScale: opts.guidanceScale,
         icmGuidanceScale: opts.icmGuidanceScale,
         seed: turnSeed(seed, b + i, t),
       }));
-      const out = await sample(model, reqs, {
+      const out = await sampleWithLatents(model, reqs, {
         ...(opts.signal ? { signal: opts.signal } : {}),
         ...(opts.onStep ? { onStep: (i: number, total: number) => opts.onStep!(i, total) } : {}),
       });
       active.forEach((i, k) => {
-        gens[i]!.push(out[k]!);
+        gens[i]!.push(out[k]!.image);
         // Iterative setting: the output is the next reference; teacher-forced: the ground truth is.
-        refs[i] = opts.teacherForced ? gts[i]![t]! : out[k]!;
+        refs[i] = opts.teacherForced ? gts[i]![t]! : out[k]!.image;
+        refLatents[i] = opts.teacherForced || opts.reencodeReference ? undefined : out[k]!.latent;
       });
       doneTurns += active.length;
       opts.onProgress?.(doneTurns, totalTurns);

@@ -20,7 +20,7 @@ export {
   type ParameterGroupName,
   type Condition,
 } from './cddIcm.js';
-export { Sampler, sample, type SampleRequest, type SampleState, type SampleOptions } from './sampler.js';
+export { Sampler, sample, sampleWithLatents, type SampleRequest, type SampleState, type SampleOptions } from './sampler.js';
 export * from './checkpoint.js';
 export * from './tokenizer/index.js';
 export * from './encoders/index.js';

@@ -12,6 +12,12 @@ import type { CddIcm } from './cddIcm.js';
 export interface SampleRequest {
   text: string;
   reference: RgbImage;
+  /**
+   * The reference in codec space, when the caller still has it from the turn that generated the reference
+   * (`SampleState.latent()`): the U-Net then reads it as is instead of re-encoding the 8-bit image. A latent
+   * codec's decode/encode round trip is lossy, and in the iterative setting the loss compounds over turns.
+   */
+  referenceLatent?: Float32Array;
   /** Number of DDIM steps (a uniform subset of the T training steps; the paper uses 250). */
   steps: number;
   /** phi of classifier-free guidance (Eq. 15); 1 switches it off. */
@@ -32,6 +38,8 @@ export interface SampleState {
   predX0(): tf.Tensor3D;
   /** The generated image; only when done. */
   result(): RgbImage;
+  /** The generated sample in codec space [h * w * C] (NHWC order); only when done. */
+  latent(): Float32Array;
   /** Free the state's tensors (idempotent). */
   dispose(): void;
 }
@@ -73,6 +81,11 @@ class State implements SampleState {
     pixels.dispose();
     return img!;
   }
+  latent(): Float32Array {
+    this.alive();
+    if (!this.done) throw new Error(`sample not finished (${this.stepIndex}/${this.totalSteps} steps)`);
+    return Float32Array.from(this.x.dataSync());
+  }
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
@@ -106,11 +119,16 @@ export class Sampler {
     if (!Number.isFinite(req.guidanceScale) || !Number.isFinite(req.icmGuidanceScale)) throw new Error('guidance scales must be finite');
     const schedule = this.schedule(req.steps);
     const m = this.model;
+    const shape: [number, number, number, number] = [1, m.latentSize, m.latentSize, m.latentChannels];
+    if (req.referenceLatent && req.referenceLatent.length !== shape[1] * shape[2] * shape[3]) {
+      throw new Error(`referenceLatent has ${req.referenceLatent.length} values, the model's codec space ${shape.slice(1).join('x')}`);
+    }
     const { reference, c, context, x } = tf.tidy(() => {
       const pixels = imagesToTensor([resizeImage(req.reference, m.config.imageSize)]);
       const cond = m.encodeCondition(pixels, [req.text]);
-      const noise = tf.randomNormal([1, m.latentSize, m.latentSize, m.latentChannels], 0, 1, 'float32', req.seed >>> 0) as tf.Tensor4D;
-      return { reference: m.encodeImage(pixels), c: cond.c, context: cond.context, x: noise };
+      const noise = tf.randomNormal(shape, 0, 1, 'float32', req.seed >>> 0) as tf.Tensor4D;
+      const reference = req.referenceLatent ? tf.tensor4d(req.referenceLatent, shape) : m.encodeImage(pixels);
+      return { reference, c: cond.c, context: cond.context, x: noise };
     });
     return new State(req, m, schedule, reference, c, context, x);
   }
@@ -217,6 +235,15 @@ export interface SampleOptions {
 
 /** Sample a batch of requests to completion (items may have different step counts). */
 export async function sample(model: CddIcm, reqs: SampleRequest[], opts: SampleOptions = {}): Promise<RgbImage[]> {
+  return (await sampleWithLatents(model, reqs, opts)).map((r) => r.image);
+}
+
+/** `sample`, also returning each result in codec space (the next turn's `referenceLatent`). */
+export async function sampleWithLatents(
+  model: CddIcm,
+  reqs: SampleRequest[],
+  opts: SampleOptions = {},
+): Promise<{ image: RgbImage; latent: Float32Array }[]> {
   const sampler = new Sampler(model);
   const states: SampleState[] = [];
   try {
@@ -238,7 +265,7 @@ export async function sample(model: CddIcm, reqs: SampleRequest[], opts: SampleO
       await new Promise<void>((r) => setImmediate(r));
     }
     throwIfAborted(opts.signal);
-    return states.map((s) => s.result());
+    return states.map((s) => ({ image: s.result(), latent: s.latent() }));
   } finally {
     for (const s of states) s.dispose();
   }

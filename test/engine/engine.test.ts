@@ -57,6 +57,24 @@ function maxDiff(a: RgbImage, b: RgbImage): number {
 const settled = (hooks: RecordingHooks, ids: string[]) => Promise.all(ids.map((id) => hooks.outcome(id)));
 
 describe('engine', () => {
+  test("a session's next turn reads the previous result's latent instead of re-encoding its PNG", async () => {
+    for (const cacheSize of [4096, 0]) {
+      const hooks = new RecordingHooks();
+      hooks.add('a1', 'A');
+      hooks.add('a2', 'A');
+      const { engine } = start(hooks, cacheSize === 0 ? { latentCacheSize: 0 } : {});
+      engine.enqueue('A', 'a1');
+      engine.enqueue('A', 'a2');
+      expect(await settled(hooks, ['a1', 'a2'])).toEqual(['finished', 'finished']);
+      // a2's reference is a1's result as stored (PNG, decoded again); a1's was the background.
+      expect(maxDiff(hooks.references.get('a2')!, hooks.results.get('a1')!)).toBe(0);
+      const st = engine.status();
+      if (cacheSize > 0) expect([st.referenceLatentHits, st.referenceLatentMisses]).toEqual([1, 1]);
+      else expect([st.referenceLatentHits, st.referenceLatentMisses]).toEqual([0, 2]);
+      await engine.drain();
+    }
+  });
+
   test('turns of two sessions that are ready together are denoised in one batch and both finish', async () => {
     const hooks = new RecordingHooks();
     hooks.add('a1', 'A');

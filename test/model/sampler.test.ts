@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { imagesToTensor } from '../../src/data/index.js';
-import { Sampler, SpacedDiffusion, sample, spacedTimesteps, type CddIcm, type SampleRequest } from '../../src/model/index.js';
+import { Sampler, SpacedDiffusion, sample, sampleWithLatents, spacedTimesteps, type CddIcm, type SampleRequest } from '../../src/model/index.js';
 import { drawScene, makeTurns, perturb, tinyModel } from './fixtures.js';
 
 let model: CddIcm;
@@ -160,5 +160,27 @@ describe('Sampler', () => {
     const sampler = new Sampler(model);
     expect(() => sampler.prepare(req({ steps: 0 }))).toThrow(/steps/);
     expect(() => sampler.prepare(req({ steps: 1001 }))).toThrow(/steps/);
+  });
+
+  it('returns each result in codec space, and a reference latent replaces the reference encoding in the U-Net', async () => {
+    const before = tf.memory().numTensors;
+    const [r] = await sampleWithLatents(model, [req({ guidanceScale: 3 })]);
+    expect(r!.latent.length).toBe(16 * 16 * 3);
+    // The latent is what the image was decoded from (pixel codec: the unquantised pixels).
+    let worst = 0;
+    r!.latent.forEach((v, i) => (worst = Math.max(worst, Math.abs(Math.round(((Math.max(-1, Math.min(1, v)) + 1) / 2) * 255) - r!.image.data[i]!))));
+    expect(worst).toBeLessThanOrEqual(1);
+    // The reference's own encoding handed in as the latent: exactly the plain request.
+    const enc = tf.tidy(() => model.encodeImage(imagesToTensor([turn.reference])));
+    const encoded = Float32Array.from(enc.dataSync());
+    enc.dispose();
+    const [plain] = await sample(model, [req({ guidanceScale: 3 })]);
+    const [viaLatent] = await sample(model, [req({ guidanceScale: 3, referenceLatent: encoded })]);
+    expect(same(plain!, viaLatent!)).toBe(true);
+    // Another latent (the reference pushed towards white) changes the result: the U-Net reads the latent, not the image.
+    const [other] = await sample(model, [req({ guidanceScale: 3, referenceLatent: encoded.map((v) => Math.min(1, v + 0.5)) })]);
+    expect(same(plain!, other!)).toBe(false);
+    expect(() => new Sampler(model).prepare(req({ referenceLatent: new Float32Array(5) }))).toThrow(/referenceLatent has 5 values/);
+    expect(tf.memory().numTensors).toBe(before);
   });
 });
