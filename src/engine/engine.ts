@@ -82,8 +82,8 @@ export class Engine implements GenerationEngine {
 
   constructor(private readonly o: EngineCoreOptions) {
     if (!Number.isInteger(o.maxBatchSize) || o.maxBatchSize < 1) throw new Error(`maxBatchSize must be a positive integer, got ${o.maxBatchSize}`);
-    this.latents = new LatentCache(o.latentCacheSize);
     if (!Number.isInteger(o.previewEvery) || o.previewEvery < 0) throw new Error(`previewEvery must be a non-negative integer, got ${o.previewEvery}`);
+    this.latents = new LatentCache(o.latentCacheSize);
     this.modelReady = o.model.then((m) => {
       this.sampler = new Sampler(m);
       this.modelName = m.config.name;
