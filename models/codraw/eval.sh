@@ -7,4 +7,5 @@ E=runs/codraw-val.jsonl
 [ -f $E ] || npx tsx src/data/cli.ts generate --dataset codraw --split val --out $E
 run() { name=codraw-$1; shift; mkdir -p runs/eval/$name; npx tsx src/eval/cli.ts --model $M --episodes $E --codraw-dir ../shared/datasets/codraw --out runs/eval/$name --json "$@" 2>runs/eval/$name/stderr.log | tail -1 > runs/eval/$name/out.json; echo "$name $(cat runs/eval/$name/out.json)"; }
 run default-iter --limit 20 --batch 20 --steps 50
+run default-iter-reencoded --limit 20 --batch 20 --steps 50 --reencode-reference
 run default-tf --limit 20 --batch 20 --steps 50 --teacher-forced

@@ -5,7 +5,8 @@
 #   with-icm     starts from the stage-1 model (L_icm over encoders and fusion) and trains L_cdd + 0.1 L_icm;
 #   without-icm  skips stage 1 (fresh encoders) and trains L_cdd alone (delta = 0).
 # Both are then scored alike on the first 40 i-CLEVR-style val episodes at 50 steps, phi = 3 and psi = 0 (neither
-# arm has a stage-3 noisy encoder; the comparison is about the training loss).
+# arm has a stage-3 noisy encoder; the comparison is about the training loss), re-encoding each result as the next
+# reference as all evaluations did when this ran.
 set -e
 cd "$(dirname "$0")/../.."
 STEPS="${STEPS:-800}"
@@ -19,6 +20,6 @@ E=runs/iclevr-val.jsonl
 for arm in with-icm without-icm; do
   mkdir -p runs/eval/abl-$arm
   npx tsx src/eval/cli.ts --model runs/abl-$arm/model --episodes $E --out runs/eval/abl-$arm --json --limit 40 --batch 20 \
-    --steps 50 --icm-guidance 0 2>runs/eval/abl-$arm/stderr.log | tail -1 > runs/eval/abl-$arm/out.json
+    --steps 50 --icm-guidance 0 --reencode-reference 2>runs/eval/abl-$arm/stderr.log | tail -1 > runs/eval/abl-$arm/out.json
   echo "abl-$arm $(cat runs/eval/abl-$arm/out.json)"
 done
