@@ -40,8 +40,4 @@ export class LatentCache {
     this.entries.set(k, v);
     return v;
   }
-
-  get size(): number {
-    return this.entries.size;
-  }
 }
