@@ -69,6 +69,12 @@ describe('evaluateModel', () => {
     const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
     expect(same(it1.results[0]!.turns[0]!.generated!.data, tf1.results[0]!.turns[0]!.generated!.data)).toBe(true);
     expect(same(it1.results[0]!.turns[1]!.generated!.data, tf1.results[0]!.turns[1]!.generated!.data)).toBe(false);
+    // Iterative turns hand the previous result's codec-space sample on as the reference latent; re-encoding the
+    // 8-bit image instead (--reencode-reference) gives the same first turn and different later ones.
+    const re1 = await evaluateModel(model, detector, one, { ...base, reencodeReference: true });
+    const gens = (x: typeof it1) => x.results[0]!.turns.map((t) => t.generated!.data);
+    expect(same(gens(it1)[0]!, gens(re1)[0]!)).toBe(true);
+    expect(gens(it1).slice(1).some((g, i) => !same(g, gens(re1)[i + 1]!))).toBe(true);
 
     const png = contactSheet(it1.results);
     const img = await decodePng(png);
