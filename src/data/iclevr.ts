@@ -58,6 +58,25 @@ export function relationTurnText(
   return `Add a ${o.color} ${o.shape} ${relation} the ${ref.color} ${ref.shape}.`;
 }
 
+/** What a relation turn asks for: `label` placed `dx` (-1 left / +1 right / 0 any) and `dy` (-1 behind / +1 in front) of `anchor`. */
+export interface IclevrRelationSpec {
+  label: string;
+  anchor: string;
+  dx: -1 | 0 | 1;
+  dy: -1 | 0 | 1;
+}
+
+const RELATION_TURN = /^Add a (\w+) (\w+) (.+) the (\w+) (\w+)\.$/;
+
+/** Inverse of relationTurnText; null for a first turn ("... at the center.") or any other text. */
+export function parseRelationTurnText(text: string): IclevrRelationSpec | null {
+  const m = RELATION_TURN.exec(text.trim());
+  if (!m) return null;
+  const rel = ICLEVR_RELATIONS.find((r) => r.text === m[3]);
+  if (!rel) return null;
+  return { label: `${m[1]} ${m[2]}`, anchor: `${m[4]} ${m[5]}`, dx: rel.dx, dy: rel.dy };
+}
+
 /** The label the detector and metrics use for an i-CLEVR object, e.g. "red cube". */
 export function iclevrLabel(o: Pick<IclevrObject, 'color' | 'shape'>): string {
   return `${o.color} ${o.shape}`;

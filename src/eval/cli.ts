@@ -31,6 +31,12 @@ function table(r: ModelEvalReport): string {
   lines.push(`RSIM (final turns of ${r.episodes} episodes): ${r.rsim.toFixed(4)}`);
   const d = r.detectorReference;
   lines.push(`detector on ground truth vs annotations: precision ${d.precision.toFixed(4)} recall ${d.recall.toFixed(4)} f1 ${d.f1.toFixed(4)}`);
+  const rel = r.relations;
+  if (rel)
+    lines.push(
+      `spatial relations held: ${rel.accuracy.toFixed(4)} of ${rel.judged} judged turns (of ${rel.asked} asking one; ` +
+        `ground truth ${rel.referenceAccuracy.toFixed(4)})`,
+    );
   return lines.join('\n');
 }
 
@@ -129,6 +135,14 @@ async function main(): Promise<void> {
     detector_reference_recall: report.detectorReference.recall,
     detector_reference_f1: report.detectorReference.f1,
     detector_trusted: report.detectorReference.f1 >= trustF1,
+    ...(report.relations
+      ? {
+          relation_accuracy: report.relations.accuracy,
+          relation_turns_judged: report.relations.judged,
+          relation_turns: report.relations.asked,
+          relation_accuracy_reference: report.relations.referenceAccuracy,
+        }
+      : {}),
     dataset,
     model: modelDir,
     episodes_file: episodesFile,

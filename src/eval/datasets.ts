@@ -10,6 +10,7 @@ import {
   generateIclevrEpisodes,
   loadCodraw,
   objectLabel,
+  parseRelationTurnText,
   renderScene,
   resizeImage,
   type Dataset,
@@ -17,7 +18,7 @@ import {
   type SceneRenderOptions,
 } from '../data/index.js';
 import type { DetectorConfig } from './detector.js';
-import type { GraphAxis, LocatedObject } from './metrics.js';
+import type { GraphAxis, LocatedObject, RelationCheck } from './metrics.js';
 import type { SampleSource, TrainSample } from './train.js';
 
 export interface DatasetInfo {
@@ -26,10 +27,12 @@ export interface DatasetInfo {
   depthLevels?: number;
   /** RSIM's second relation: y for i-CLEVR, depth for CoDraw (as GeNeVA). */
   graphAxis: GraphAxis;
+  /** The spatial relation a turn's instruction asks for, where the dataset's grammar states one (i-CLEVR). */
+  relationOf?(text: string): RelationCheck | null;
 }
 
 export const DATASET_INFO: Record<Dataset, DatasetInfo> = {
-  iclevr: { classes: ICLEVR_LABELS, coords: 2, graphAxis: 'y' },
+  iclevr: { classes: ICLEVR_LABELS, coords: 2, graphAxis: 'y', relationOf: parseRelationTurnText },
   codraw: { classes: CODRAW_CLASSES, coords: 3, depthLevels: 3, graphAxis: 'z' },
 };
 

@@ -8,7 +8,17 @@ import { backgroundFor, hashSeed, renderScene, type Episode, type RgbImage, type
 import { sampleWithLatents, type CddIcm, type SampleRequest } from '../model/index.js';
 import type { Detection, ObjectDetector } from './detector.js';
 import { DATASET_INFO, locate } from './datasets.js';
-import { aggregateScores, meanScores, precisionRecallF1, scoreEpisode, type DatasetScores, type LocatedObject, type PrfScores } from './metrics.js';
+import {
+  aggregateScores,
+  meanScores,
+  precisionRecallF1,
+  relationHolds,
+  scoreEpisode,
+  type DatasetScores,
+  type LocatedObject,
+  type PrfScores,
+  type RelationCheck,
+} from './metrics.js';
 
 export interface ModelEvalOptions {
   teacherForced?: boolean;
@@ -54,13 +64,51 @@ export interface EpisodeResult {
   rsim: number;
 }
 
+/** How often generated objects sit where their instruction put them (datasets whose grammar states relations). */
+export interface RelationReport {
+  /** Share of judged turns whose new object is on the asked side of its anchor in the generated image. */
+  accuracy: number;
+  /** Turns judged: a relation was asked and both objects were detected in the generated image. */
+  judged: number;
+  /** Turns that asked for a relation. */
+  asked: number;
+  /** The same share on the ground-truth renderings (a check of the detector's localisation; ~1). */
+  referenceAccuracy: number;
+}
+
 export interface ModelEvalReport extends DatasetScores {
   /** The detector's own precision / recall / F1 on the ground-truth renderings against the annotations. */
   detectorReference: PrfScores;
   /** Mean precision / recall / F1 per turn index (turn 1 first). */
   perTurn: (PrfScores & { count: number })[];
   results: EpisodeResult[];
+  /** Spatial-relation accuracy (i-CLEVR); absent for datasets without relation grammar. */
+  relations?: RelationReport;
   elapsedMs: number;
+}
+
+function relationReport(results: readonly EpisodeResult[], relationOf: (text: string) => RelationCheck | null): RelationReport {
+  let asked = 0;
+  let judged = 0;
+  let held = 0;
+  let refJudged = 0;
+  let refHeld = 0;
+  for (const t of results.flatMap((r) => r.turns)) {
+    const rel = relationOf(t.text);
+    if (!rel) continue;
+    asked++;
+    const gen = relationHolds(t.genDetections, rel);
+    if (gen !== null) {
+      judged++;
+      if (gen) held++;
+    }
+    const ref = relationHolds(t.gtDetections, rel);
+    if (ref !== null) {
+      refJudged++;
+      if (ref) refHeld++;
+    }
+  }
+  return { accuracy: judged ? held / judged : 0, judged, asked, referenceAccuracy: refJudged ? refHeld / refJudged : 0 };
 }
 
 /** Seed of one (episode, turn) generation: fixed by the base seed, so runs are reproducible. */
@@ -160,5 +208,13 @@ export async function evaluateModel(
     const s = results.filter((r) => t < r.turns.length).map((r) => r.turns[t]!.scores);
     return { ...meanScores(s), count: s.length };
   });
-  return { ...agg, detectorReference, perTurn, results, elapsedMs: Date.now() - t0 };
+  const relationOf = DATASET_INFO[dataset].relationOf;
+  return {
+    ...agg,
+    detectorReference,
+    perTurn,
+    results,
+    ...(relationOf ? { relations: relationReport(results, relationOf) } : {}),
+    elapsedMs: Date.now() - t0,
+  };
 }

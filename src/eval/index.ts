@@ -16,6 +16,6 @@ export {
 export { DATASET_INFO, defaultDetectorConfig, classWeightsFrom, locate, sceneSource, trainingSource, type DatasetInfo } from './datasets.js';
 export { trainDetector, makeTargets, type TrainOptions, type TrainResult, type TrainSample, type SampleSource, type StepProgress } from './train.js';
 export { evaluateDetector, type DetectorScores, type DetectorEvalOptions } from './detectorEval.js';
-export { evaluateModel, turnSeed, type ModelEvalOptions, type ModelEvalReport, type EpisodeResult, type TurnResult } from './evaluate.js';
+export { evaluateModel, turnSeed, type ModelEvalOptions, type ModelEvalReport, type EpisodeResult, type TurnResult, type RelationReport } from './evaluate.js';
 export { contactSheet, type ContactSheetOptions } from './contactSheet.js';
 export { DETECTOR_TRUST_F1 } from './trust.js';

@@ -135,6 +135,25 @@ export function relationalSimilarity(
   return recall * (equal / gGt.length);
 }
 
+/** A spatial instruction: `label` asked to be `dx` (-1 left / +1 right / 0 any) and `dy` (-1 less / +1 more) of `anchor`. */
+export interface RelationCheck {
+  label: string;
+  anchor: string;
+  dx: -1 | 0 | 1;
+  dy: -1 | 0 | 1;
+}
+
+/**
+ * Whether the located objects put `label` on the asked side of `anchor` on every constrained axis (first detection
+ * of each class); null when either object is missing, so placement is judged apart from presence (which F1 scores).
+ */
+export function relationHolds(objects: readonly LocatedObject[], r: RelationCheck): boolean | null {
+  const o = objects.find((x) => x.label === r.label);
+  const a = objects.find((x) => x.label === r.anchor);
+  if (!o || !a) return null;
+  return (r.dx === 0 || sign(o.x - a.x) === r.dx) && (r.dy === 0 || sign(o.y - a.y) === r.dy);
+}
+
 /** One evaluated episode: detections per turn on the ground-truth and on the generated images. */
 export interface EpisodeDetections {
   reference: LocatedObject[][];

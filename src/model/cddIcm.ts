@@ -30,6 +30,8 @@ export interface LossOptions {
   gamma?: number;
   /** Weight of L_icm in L_joint (Eq. 13); the paper uses 0.1. */
   delta?: number;
+  /** P2 timestep weighting of L_mse (gaussianDiffusion's p2Weight); 0, the paper's uniform weighting, by default. */
+  p2Gamma?: number;
   /** lambda: probability of replacing the condition by the null condition (stage 2); the paper uses 0.2. */
   conditionDropout?: number;
   /** Uniform [0, 1) source for timesteps, noise seeds and condition dropout (deterministic when seeded). */
@@ -221,7 +223,7 @@ export class CddIcm extends Module {
         const ref = this.encodeImage(batch.reference);
         const t = timesteps();
         const noise = tf.randomNormal(x0.shape, 0, 1, 'float32', seed()) as tf.Tensor4D;
-        const d = this.diffusion.trainingLosses((xt, tt) => this.denoise(xt, ref, tt, c, context), x0, t, { noise, gamma });
+        const d = this.diffusion.trainingLosses((xt, tt) => this.denoise(xt, ref, tt, c, context), x0, t, { noise, gamma, p2Gamma: opts.p2Gamma ?? 0 });
         const mse = tf.mean(d.mse) as tf.Scalar;
         const vlb = tf.mean(d.vlb) as tf.Scalar;
         const cdd = tf.mean(d.loss) as tf.Scalar;

@@ -71,6 +71,8 @@ export interface TrainOptions {
   eta?: number;
   gamma: number;
   delta: number;
+  /** P2 weighting of L_mse (0: the paper's uniform weighting). */
+  p2Gamma: number;
   conditionDropout: number;
   clipNorm: number;
   valEvery: number;
@@ -101,6 +103,7 @@ export const DEFAULT_OPTIONS: Omit<TrainOptions, 'dataset' | 'config' | 'stage' 
   weightDecay: 0.01,
   gamma: PAPER_DEFAULTS.gamma,
   delta: PAPER_DEFAULTS.delta,
+  p2Gamma: 0,
   conditionDropout: PAPER_DEFAULTS.conditionDropout,
   clipNorm: 1,
   valEvery: 500,
@@ -227,12 +230,12 @@ export function modelStageTask(
   optimizer: AdamW,
   train: TurnDataset,
   valBatches: HostBatch[],
-  o: Pick<TrainOptions, 'batch' | 'seed' | 'gamma' | 'delta' | 'conditionDropout'>,
+  o: Pick<TrainOptions, 'batch' | 'seed' | 'gamma' | 'delta' | 'p2Gamma' | 'conditionDropout'>,
 ): StageTask & { stream: BatchStream } {
   const sampler = new TurnSampler(train.texts.length, mixSeed(o.seed, 17));
   const stream = new BatchStream(train, sampler, o.batch, 0);
   const vars = stageNames(optimizer);
-  const lossOpts = { stage, gamma: o.gamma, delta: o.delta, conditionDropout: o.conditionDropout };
+  const lossOpts = { stage, gamma: o.gamma, delta: o.delta, p2Gamma: o.p2Gamma, conditionDropout: o.conditionDropout };
   return {
     name: `stage ${stage}`,
     optimizer,

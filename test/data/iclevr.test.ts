@@ -8,6 +8,7 @@ import {
   iclevrBackground,
   iclevrLabel,
   iclevrObjectRadius,
+  parseRelationTurnText,
   renderIclevr,
   type IclevrObject,
   type RgbImage,
@@ -43,6 +44,7 @@ describe('generateIclevrEpisodes', () => {
       const first = FIRST.exec(ep.turns[0]!.text);
       expect(first, ep.turns[0]!.text).not.toBeNull();
       expect([first![1], first![2]]).toEqual([ep.turns[0]!.objects[0]!.color, ep.turns[0]!.objects[0]!.shape]);
+      expect(parseRelationTurnText(ep.turns[0]!.text)).toBeNull();
       for (let i = 1; i < 5; i++) {
         const m = LATER.exec(ep.turns[i]!.text);
         expect(m, ep.turns[i]!.text).not.toBeNull();
@@ -51,8 +53,15 @@ describe('generateIclevrEpisodes', () => {
         const ref = ep.turns[i - 1]!.objects.find((o) => o.color === m![4] && o.shape === m![5]);
         expect(ref, `reference of "${ep.turns[i]!.text}" must already be in the scene`).toBeDefined();
         seenRelations.add(m![3]!);
-        // The geometry matches the relation.
+        // The metrics' parser reads back what the template wrote.
         const rel = ICLEVR_RELATIONS.find((r) => r.text === m![3])!;
+        expect(parseRelationTurnText(ep.turns[i]!.text)).toEqual({
+          label: iclevrLabel(added),
+          anchor: iclevrLabel(ref!),
+          dx: rel.dx,
+          dy: rel.dy,
+        });
+        // The geometry matches the relation.
         const dx = added.x - ref!.x;
         const dy = added.y - ref!.y;
         const g = ICLEVR_GEOMETRY;

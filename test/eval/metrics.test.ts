@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   aggregateScores,
   precisionRecallF1,
+  relationHolds,
   relationalSimilarity,
   sceneGraph,
   scoreEpisode,
@@ -53,6 +54,23 @@ describe('sceneGraph', () => {
     expect([...g.slice(4)]).toEqual([1, 1, -1, 0]);
     expect([...sceneGraph(objs, 'y').slice(4)]).toEqual([0, 0, 0, 0]);
     expect(() => sceneGraph([o('a', 0.1, 0.1)], 'z')).toThrow(/depth/);
+  });
+});
+
+describe('relationHolds', () => {
+  const scene = [o('red cube', 0.3, 0.4), o('blue sphere', 0.6, 0.7)];
+
+  it('checks each constrained axis of the asked side and ignores a free axis', () => {
+    expect(relationHolds(scene, { label: 'red cube', anchor: 'blue sphere', dx: -1, dy: 0 })).toBe(true);
+    expect(relationHolds(scene, { label: 'red cube', anchor: 'blue sphere', dx: -1, dy: -1 })).toBe(true);
+    expect(relationHolds(scene, { label: 'red cube', anchor: 'blue sphere', dx: -1, dy: 1 })).toBe(false);
+    expect(relationHolds(scene, { label: 'red cube', anchor: 'blue sphere', dx: 1, dy: 0 })).toBe(false);
+    expect(relationHolds(scene, { label: 'blue sphere', anchor: 'red cube', dx: 0, dy: 1 })).toBe(true);
+  });
+
+  it('is null when the object or its anchor is missing', () => {
+    expect(relationHolds(scene, { label: 'green cube', anchor: 'blue sphere', dx: -1, dy: 0 })).toBeNull();
+    expect(relationHolds(scene, { label: 'red cube', anchor: 'green cube', dx: -1, dy: 0 })).toBeNull();
   });
 });
 

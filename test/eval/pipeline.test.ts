@@ -65,6 +65,10 @@ describe('evaluateModel', () => {
     // The detector reference compares its detections with the annotations: recall 1, precision = objects / 24.
     expect(it1.detectorReference.recall).toBe(1);
     expect(it1.detectorReference.precision).toBeCloseTo((1 + 2 + 3 + 4 + 5) / 5 / 24, 6);
+    // Turns 2-5 ask for a spatial relation; every class is detected, so all four are judged.
+    expect(it1.relations).toMatchObject({ asked: 4, judged: 4 });
+    expect(it1.relations!.accuracy).toBeGreaterThanOrEqual(0);
+    expect(it1.relations!.accuracy).toBeLessThanOrEqual(1);
     // Same seeds: turn 1 (same blank reference) is identical; turn 2 differs because its reference differs.
     const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
     expect(same(it1.results[0]!.turns[0]!.generated!.data, tf1.results[0]!.turns[0]!.generated!.data)).toBe(true);
@@ -106,7 +110,8 @@ describe('CLIs', () => {
     const r = cli('cli.ts', ['--model', modelDir(), '--episodes', epFile(), '--limit', '1', '--steps', '2', '--detector', detDir(), '--out', out, '--json']);
     expect(r.code, r.stderr).toBe(0);
     const last = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
-    for (const k of ['precision', 'recall', 'f1', 'rsim', 'episodes', 'turns', 'detector_reference_f1']) expect(last).toHaveProperty(k);
+    for (const k of ['precision', 'recall', 'f1', 'rsim', 'episodes', 'turns', 'detector_reference_f1', 'relation_accuracy']) expect(last).toHaveProperty(k);
+    expect(last).toMatchObject({ relation_turns: 4 });
     expect(last).toMatchObject({ episodes: 1, turns: 5, f1: 1 });
     expect(r.stdout).toMatch(/turn\s+count\s+precision/);
     expect(r.stderr).toMatch(/eta/);

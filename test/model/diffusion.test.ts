@@ -7,6 +7,7 @@ import {
   cosineBetas,
   discretizedGaussianLogLikelihood,
   normalKl,
+  p2Weight,
   spacedTimesteps,
 } from '../../src/model/index.js';
 
@@ -173,6 +174,28 @@ describe('trainingLosses (Eq. 10-11)', () => {
     close(val(l.mse), val(tf.mean(tf.square(tf.sub(noise, eps!)).reshape([2, -1]), 1)), 1e-5);
     close(val(l.loss), val(tf.add(l.mse, tf.mul(1.5, l.vlb))), 1e-5);
     out.dispose();
+  });
+
+  it('P2 weighting scales each item\'s mse by 1 / (1 + SNR_t)^gamma and leaves the reported mse and vlb alone', () => {
+    const x0 = tf.randomUniform([3, 4, 4, 3], -1, 1, 'float32', 6) as tf.Tensor4D;
+    const noise = tf.randomNormal([3, 4, 4, 3], 0, 1, 'float32', 7) as tf.Tensor4D;
+    const out = tf.randomNormal([3, 4, 4, 6], 0, 0.5, 'float32', 8) as tf.Tensor4D;
+    const t = tf.tensor1d([50, 500, 950], 'int32');
+    const plain = diffusion.trainingLosses(() => out, x0, t, { noise, gamma: 1.5 });
+    const p2 = diffusion.trainingLosses(() => out, x0, t, { noise, gamma: 1.5, p2Gamma: 1 });
+    close(val(p2.mse), val(plain.mse));
+    close(val(p2.vlb), val(plain.vlb));
+    const w = [50, 500, 950].map((i) => {
+      const ab = diffusion.alphasCumprod[i]!;
+      return 1 / (1 + ab / (1 - ab));
+    });
+    close(val(p2.loss), val(plain.mse).map((m, i) => w[i]! * m + 1.5 * val(plain.vlb)[i]!));
+    // The weight shifts from nearly clean to noisy timesteps; gamma 0 is the paper's uniform weighting.
+    expect(w[0]).toBeLessThan(0.05);
+    expect(w[2]).toBeGreaterThan(0.95);
+    expect(p2Weight(0.5, 0)).toBe(1);
+    expect(p2Weight(0.5, 1)).toBeCloseTo(0.5, 12);
+    expect(p2Weight(0.5, 0.5)).toBeCloseTo(Math.SQRT1_2, 12);
   });
 });
 

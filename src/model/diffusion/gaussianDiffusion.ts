@@ -41,8 +41,19 @@ export interface DiffusionLosses {
   mse: tf.Tensor1D;
   /** Eq. 6 per item, in bits per dimension, with epsilon's gradient stopped. */
   vlb: tf.Tensor1D;
-  /** Eq. 11: mse + gamma * vlb. */
+  /** Eq. 11: mse + gamma * vlb (mse weighted per timestep when `p2Gamma` > 0). */
   loss: tf.Tensor1D;
+}
+
+/**
+ * P2 weighting (Choi et al., "Perception Prioritized Training of Diffusion Models", 2022) of the epsilon MSE:
+ * w_t = 1 / (k + SNR_t)^gamma. gamma = 0 is the paper's uniform L_mse; gamma = 1, k = 1 moves the weight from
+ * the nearly clean timesteps (fine detail, learnt early) to the noisy ones where layout is decided.
+ */
+export function p2Weight(alphaBar: number, gamma: number, k = 1): number {
+  if (gamma === 0) return 1;
+  const snr = alphaBar / (1 - alphaBar);
+  return 1 / Math.pow(k + snr, gamma);
 }
 
 /** Identity forward, zero backward: tfjs-core has no stop_gradient op. */
@@ -231,6 +242,12 @@ export class GaussianDiffusion {
     });
   }
 
+  /** Per-item P2 weights of timesteps t (see p2Weight). */
+  p2Weights(t: tf.Tensor1D, gamma: number): tf.Tensor1D {
+    const ts = t.dataSync();
+    return tf.tensor1d(Float32Array.from(ts, (ti) => p2Weight(this.alphasCumprod[ti]!, gamma)));
+  }
+
   /**
    * Eq. 10-11: L_cdd = L_mse + gamma L_vlb per item. The VLB sees a stop-gradient copy of epsilon, so it trains
    * only the variance output (the paper: "we stop the gradients of L_vlb from flowing to epsilon").
@@ -239,7 +256,7 @@ export class GaussianDiffusion {
     model: (xt: tf.Tensor4D, t: tf.Tensor1D) => tf.Tensor4D,
     x0: tf.Tensor4D,
     t: tf.Tensor1D,
-    opts: { noise: tf.Tensor4D; gamma: number },
+    opts: { noise: tf.Tensor4D; gamma: number; p2Gamma?: number },
   ): DiffusionLosses {
     return tf.tidy(() => {
       const xt = this.qSample(x0, t, opts.noise);
@@ -248,7 +265,9 @@ export class GaussianDiffusion {
       const mse = meanFlat(tf.square(tf.sub(opts.noise, eps)));
       const frozen = tf.concat([stopGradient(eps) as tf.Tensor4D, v], 3) as tf.Tensor4D;
       const vlb = this.vbTermsBpd(frozen, x0, xt, t);
-      const loss = tf.add(mse, tf.mul(opts.gamma, vlb)) as tf.Tensor1D;
+      const p2 = opts.p2Gamma ?? 0;
+      const weighted = p2 === 0 ? mse : tf.mul(mse, this.p2Weights(t, p2));
+      const loss = tf.add(weighted, tf.mul(opts.gamma, vlb)) as tf.Tensor1D;
       return { mse, vlb, loss };
     });
   }
