@@ -89,7 +89,16 @@ export const ICLEVR_LABELS: readonly string[] = ICLEVR_COLORS.flatMap((color) =>
 
 const round4 = (v: number) => Math.round(v * 1e4) / 1e4;
 
-function fits(x: number, y: number, placed: readonly IclevrObject[]): boolean {
+/** One draw of where a relation puts a new object next to `ref` (before the floor and distance checks). */
+export function relativePosition(rng: Rng, ref: { x: number; y: number }, rel: { dx: number; dy: number }): { x: number; y: number } {
+  const g = ICLEVR_GEOMETRY;
+  const dx = rel.dx === 0 ? rng.uniform(-g.sideJitter, g.sideJitter) : rel.dx * rng.uniform(g.offsetX[0], g.offsetX[1]);
+  const dy = rel.dy === 0 ? rng.uniform(-g.sideJitter, g.sideJitter) : rel.dy * rng.uniform(g.offsetY[0], g.offsetY[1]);
+  return { x: round4(ref.x + dx), y: round4(ref.y + dy) };
+}
+
+/** Whether (x, y) is on the floor and at least minDistance from every placed object. */
+export function fits(x: number, y: number, placed: readonly { x: number; y: number }[]): boolean {
   const g = ICLEVR_GEOMETRY;
   if (x < g.xRange[0] || x > g.xRange[1] || y < g.yRange[0] || y > g.yRange[1]) return false;
   return placed.every((p) => Math.hypot(p.x - x, p.y - y) >= g.minDistance);
@@ -121,10 +130,7 @@ function tryEpisode(rng: Rng): EpisodeTurn<IclevrObject>[] | null {
     for (let attempt = 0; attempt < 200 && !placed; attempt++) {
       const ref = rng.pick(objects);
       const rel = rng.pick(ICLEVR_RELATIONS);
-      const dx = rel.dx === 0 ? rng.uniform(-g.sideJitter, g.sideJitter) : rel.dx * rng.uniform(g.offsetX[0], g.offsetX[1]);
-      const dy = rel.dy === 0 ? rng.uniform(-g.sideJitter, g.sideJitter) : rel.dy * rng.uniform(g.offsetY[0], g.offsetY[1]);
-      const x = round4(ref.x + dx);
-      const y = round4(ref.y + dy);
+      const { x, y } = relativePosition(rng, ref, rel);
       if (!fits(x, y, objects)) continue;
       placed = { ...kind, x, y };
       text = relationTurnText(kind, rel.text, ref);

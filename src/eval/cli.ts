@@ -16,6 +16,7 @@ import { loadCheckpoint } from '../model/index.js';
 import { loadDetector } from './detector.js';
 import { contactSheet } from './contactSheet.js';
 import { DETECTOR_TRUST_F1 } from './trust.js';
+import { DATASET_INFO } from './datasets.js';
 import { evaluateModel, type ModelEvalReport } from './evaluate.js';
 import { CliError, Progress, fmtMs, initBackendFromArgs, loadEpisodesArg, num, optNum, parse, runCli, str } from './cliUtil.js';
 
@@ -124,6 +125,7 @@ async function main(): Promise<void> {
   const sheetPath = join(outDir, 'contact-sheet.png');
   await writeFile(sheetPath, contactSheet(report.results.slice(0, sheetEpisodes)));
   const trustF1 = DETECTOR_TRUST_F1[dataset];
+  const ceiling = DATASET_INFO[dataset].rsimCeiling?.(episodes);
   const summary = {
     precision: report.precision,
     recall: report.recall,
@@ -143,6 +145,7 @@ async function main(): Promise<void> {
           relation_accuracy_reference: report.relations.referenceAccuracy,
         }
       : {}),
+    ...(ceiling ? { rsim_ceiling_iterative: ceiling.iterative, rsim_ceiling_teacher_forced: ceiling.teacherForced } : {}),
     dataset,
     model: modelDir,
     episodes_file: episodesFile,
@@ -176,6 +179,10 @@ async function main(): Promise<void> {
   };
   await writeFile(join(outDir, 'report.json'), JSON.stringify(full, null, 2) + '\n');
   process.stdout.write(table(report) + '\n');
+  if (ceiling)
+    process.stdout.write(
+      `RSIM of a perfect instruction follower on these episodes: iterative ${ceiling.iterative.toFixed(4)}, teacher-forced ${ceiling.teacherForced.toFixed(4)}\n`,
+    );
   if (!summary.detector_trusted)
     log(`warning: the detector's F1 on ground truth (${report.detectorReference.f1.toFixed(4)}) is below ${trustF1}: do not trust these scores`);
   process.stdout.write(`report ${join(outDir, 'report.json')}, contact sheet ${sheetPath} (${fmtMs(report.elapsedMs)})\n`);

@@ -14,10 +14,12 @@ import {
   renderScene,
   resizeImage,
   type Dataset,
+  type Episode,
   type SceneObject,
   type SceneRenderOptions,
 } from '../data/index.js';
 import type { DetectorConfig } from './detector.js';
+import { iclevrRsimCeiling, type RsimCeiling } from './ceiling.js';
 import type { GraphAxis, LocatedObject, RelationCheck } from './metrics.js';
 import type { SampleSource, TrainSample } from './train.js';
 
@@ -29,10 +31,12 @@ export interface DatasetInfo {
   graphAxis: GraphAxis;
   /** The spatial relation a turn's instruction asks for, where the dataset's grammar states one (i-CLEVR). */
   relationOf?(text: string): RelationCheck | null;
+  /** RSIM a perfect instruction follower would score on these episodes (where the generator's geometry is known). */
+  rsimCeiling?(episodes: readonly Episode[]): RsimCeiling;
 }
 
 export const DATASET_INFO: Record<Dataset, DatasetInfo> = {
-  iclevr: { classes: ICLEVR_LABELS, coords: 2, graphAxis: 'y', relationOf: parseRelationTurnText },
+  iclevr: { classes: ICLEVR_LABELS, coords: 2, graphAxis: 'y', relationOf: parseRelationTurnText, rsimCeiling: (e) => iclevrRsimCeiling(e) },
   codraw: { classes: CODRAW_CLASSES, coords: 3, depthLevels: 3, graphAxis: 'z' },
 };
 
