@@ -39,3 +39,8 @@ npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small --init runs/iclevr-3
 
 # 6. Ship it (float16).
 npx tsx src/train/cli.ts --export runs/iclevr-4/model --out models/iclevr-default --dtype float16
+
+# Not shipped (see MODEL_CARD.md, "Where RSIM is lost"): stage 2 continued with P2 loss weighting, then stage 3.
+# npx tsx src/train/cli.ts --dataset iclevr --train-episodes 6000 --val-episodes 200 --checkpoint-minutes 5 \
+#   --stage 2,3 --config small --init runs/iclevr-4/model --out runs/iclevr-6 --minutes 105 --split 0,0.92,0.08 \
+#   --lr 1e-4 --batch 16 --val-every 400 --val-batches 12 --seed 6 --p2-gamma 1
