@@ -77,6 +77,20 @@ export function parseRelationTurnText(text: string): IclevrRelationSpec | null {
   return { label: `${m[1]} ${m[2]}`, anchor: `${m[4]} ${m[5]}`, dx: rel.dx, dy: rel.dy };
 }
 
+/**
+ * The same relation turn with the opposite relation ("to the left of" <-> "to the right of", "behind and to the
+ * left of" <-> "in front of and to the right of", ...): a training negative that differs only in where. Null for
+ * a first turn or any other text.
+ */
+export function mirrorRelationText(text: string): string | null {
+  const m = RELATION_TURN.exec(text.trim());
+  if (!m) return null;
+  const rel = ICLEVR_RELATIONS.find((r) => r.text === m[3]);
+  if (!rel) return null;
+  const opposite = ICLEVR_RELATIONS.find((r) => r.dx === -rel.dx && r.dy === -rel.dy)!;
+  return relationTurnText({ color: m[1]!, shape: m[2]! } as Pick<IclevrObject, 'color' | 'shape'>, opposite.text, { color: m[4]!, shape: m[5]! } as Pick<IclevrObject, 'color' | 'shape'>);
+}
+
 /** The label the detector and metrics use for an i-CLEVR object, e.g. "red cube". */
 export function iclevrLabel(o: Pick<IclevrObject, 'color' | 'shape'>): string {
   return `${o.color} ${o.shape}`;

@@ -21,6 +21,11 @@ export interface TurnBatch {
   reference: tf.Tensor4D;
   target: tf.Tensor4D;
   texts: string[];
+  /**
+   * Per turn, an instruction the target must NOT match with the same reference (e.g. the spatial relation
+   * mirrored), or null: extra negatives of L_icm and L_n-icm, so the condition has to encode what tells them apart.
+   */
+  hardNegativeTexts?: (string | null)[];
 }
 
 export interface LossOptions {
@@ -136,6 +141,16 @@ export class CddIcm extends Module {
     });
   }
 
+  /** Fused conditions of the batch's hard-negative instructions (with their turns' references), if any. */
+  private hardNegativeConditions(batch: TurnBatch): tf.Tensor2D | undefined {
+    const h = batch.hardNegativeTexts;
+    if (!h) return undefined;
+    if (h.length !== batch.texts.length) throw new Error('batch: hardNegativeTexts and texts differ in length');
+    const idx = h.flatMap((t, i) => (t === null ? [] : [i]));
+    if (idx.length === 0) return undefined;
+    return this.encodeCondition(tf.gather(batch.reference, idx), idx.map((i) => h[i]!)).c;
+  }
+
   /** Token ids [B, L] for texts. */
   tokenize(texts: string[]): tf.Tensor2D {
     return idsTensor(this.tokenizer.encode(texts));
@@ -205,7 +220,7 @@ export class CddIcm extends Module {
       if (opts.stage === 1) {
         const cond = this.encodeCondition(batch.reference, batch.texts);
         const z = this.imageEncoder.encode(this.pixels(batch.target)).pooled;
-        const icm = this.icm.loss(cond.c, z);
+        const icm = this.icm.loss(cond.c, z, this.hardNegativeConditions(batch));
         return { total: icm, icm };
       }
       if (opts.stage === 2) {
@@ -214,7 +229,7 @@ export class CddIcm extends Module {
         const lambda = opts.conditionDropout ?? 0.2;
         const cond = this.encodeCondition(batch.reference, batch.texts);
         const z = this.imageEncoder.encode(this.pixels(batch.target)).pooled;
-        const icm = this.icm.loss(cond.c, z);
+        const icm = this.icm.loss(cond.c, z, this.hardNegativeConditions(batch));
         // Classifier-free training: with probability lambda the condition is the null one (c = 0, empty context).
         const keep = tf.tensor1d(Float32Array.from({ length: n }, () => (rng() < lambda ? 0 : 1)));
         const c = tf.mul(cond.c, keep.reshape([n, 1])) as tf.Tensor2D;
@@ -238,7 +253,8 @@ export class CddIcm extends Module {
       const noise = tf.randomNormal(x0.shape, 0, 1, 'float32', seed()) as tf.Tensor4D;
       const xt = this.diffusion.qSample(x0, t, noise);
       const zn = this.noisyImageEncoder.encode(xt, t).pooled;
-      const nicm = this.nicm.loss(c, zn);
+      const hard = this.hardNegativeConditions(batch);
+      const nicm = this.nicm.loss(c, zn, hard ? (stopGradient(hard) as tf.Tensor2D) : undefined);
       return { total: nicm, nicm };
     });
   }

@@ -21,14 +21,22 @@ export function cosineSimilarity(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor1D {
   return tf.tidy(() => tf.sum(tf.mul(l2Normalize(a), l2Normalize(b)), 1) as tf.Tensor1D);
 }
 
-/** Eq. 12 on a similarity matrix: (1/n) tr(-log softmax(S/tau)) + (1/n) tr(-log softmax(S^T/tau)). */
-export function symmetricInfoNce(s: tf.Tensor2D, logTau: tf.Tensor): tf.Scalar {
+/**
+ * Eq. 12 on a similarity matrix: (1/n) tr(-log softmax(S/tau)) + (1/n) tr(-log softmax(S^T/tau)).
+ * `hard` [m, n], optional, holds cos(extra condition k, target j) for conditions that must not match any target
+ * (e.g. the instruction with its spatial relation mirrored): each target's softmax then runs over the n batch
+ * conditions and the m extra ones. Without it this is Eq. 12 exactly.
+ */
+export function symmetricInfoNce(s: tf.Tensor2D, logTau: tf.Tensor, hard?: tf.Tensor2D): tf.Scalar {
   return tf.tidy(() => {
     const n = s.shape[0];
-    const logits = tf.mul(s, tf.exp(tf.neg(logTau))) as tf.Tensor2D;
+    const scale = tf.exp(tf.neg(logTau));
+    const logits = tf.mul(s, scale) as tf.Tensor2D;
     const eye = tf.eye(n);
     const rows = tf.sum(tf.mul(tf.logSoftmax(logits, 1), eye));
-    const cols = tf.sum(tf.mul(tf.logSoftmax(tf.transpose(logits), 1), eye));
+    let perTarget = tf.transpose(logits) as tf.Tensor2D;
+    if (hard && hard.shape[0] > 0) perTarget = tf.concat([perTarget, tf.transpose(tf.mul(hard, scale))], 1) as tf.Tensor2D;
+    const cols = tf.sum(tf.mul(tf.slice(tf.logSoftmax(perTarget, 1), [0, 0], [n, n]), eye));
     return tf.div(tf.neg(tf.add(rows, cols)), n) as tf.Scalar;
   });
 }
@@ -43,8 +51,8 @@ export class IcmHead extends Module {
   get temperature(): number {
     return Math.exp(this.logTau.dataSync()[0]!);
   }
-  /** L_icm between fusion results f [n, d] and target vectors z [n, d]. */
-  loss(f: tf.Tensor2D, z: tf.Tensor2D): tf.Scalar {
-    return tf.tidy(() => symmetricInfoNce(cosineSimilarityMatrix(f, z), this.logTau));
+  /** L_icm between fusion results f [n, d] and target vectors z [n, d]; `hard` [m, d]: extra negative conditions. */
+  loss(f: tf.Tensor2D, z: tf.Tensor2D, hard?: tf.Tensor2D): tf.Scalar {
+    return tf.tidy(() => symmetricInfoNce(cosineSimilarityMatrix(f, z), this.logTau, hard ? cosineSimilarityMatrix(hard, z) : undefined));
   }
 }

@@ -20,6 +20,7 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
   --lr X                learning rate (default 1e-4); --weight-decay X (default 0.01)
   --eta X               backbone activity ratio (default 1 from scratch; use 0.001 for CLIP-initialised encoders)
   --gamma X --delta X --condition-dropout X    loss weights (defaults 1.5, 0.1, 0.2)
+  --icm-hard-negatives  i-CLEVR: each relation turn's mirrored instruction is an extra L_icm / L_n-icm negative
   --p2-gamma X          P2 timestep weighting of L_mse, 1/(1 + SNR_t)^X (default 0: the paper's uniform weighting)
   --clip-norm X         global gradient-norm clipping (default 1, 0 = off)
   --val-every K         validate every K steps (default 500); --val-batches N (default 8)
@@ -63,6 +64,7 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
       gamma: { type: 'string' },
       delta: { type: 'string' },
       'p2-gamma': { type: 'string' },
+      'icm-hard-negatives': { type: 'boolean' },
       'condition-dropout': { type: 'string' },
       'clip-norm': { type: 'string' },
       'val-every': { type: 'string' },
@@ -125,6 +127,10 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
   set('delta', num(values.delta, 'delta'));
   set('p2Gamma', num(values['p2-gamma'], 'p2-gamma'));
   if (o.p2Gamma < 0) throw new Error('--p2-gamma must be >= 0');
+  if (values['icm-hard-negatives']) {
+    if (dataset !== 'iclevr') throw new Error('--icm-hard-negatives needs i-CLEVR episodes (their relations can be mirrored)');
+    o.icmHardNegatives = true;
+  }
   set('conditionDropout', num(values['condition-dropout'], 'condition-dropout'));
   set('clipNorm', num(values['clip-norm'], 'clip-norm'));
   set('valEvery', num(values['val-every'], 'val-every'));

@@ -11,7 +11,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { mulberry32 } from '../data/index.js';
+import { mirrorRelationText, mulberry32 } from '../data/index.js';
 import { partLogger } from '../log/index.js';
 import {
   AutoencoderCodec,
@@ -30,6 +30,7 @@ import {
   type ImageCodec,
   type ModelConfig,
   type ParameterGroupName,
+  type TurnBatch,
 } from '../model/index.js';
 import { AdamW, type NamedArray, type ParamGroup } from './adamw.js';
 import { readTrainerState, resolveFolder, writeFolderAtomically, writeTrainerState } from './checkpointIo.js';
@@ -73,6 +74,8 @@ export interface TrainOptions {
   delta: number;
   /** P2 weighting of L_mse (0: the paper's uniform weighting). */
   p2Gamma: number;
+  /** i-CLEVR: each relation turn's mirrored instruction is an extra negative of L_icm / L_n-icm (not the paper's). */
+  icmHardNegatives: boolean;
   conditionDropout: number;
   clipNorm: number;
   valEvery: number;
@@ -104,6 +107,7 @@ export const DEFAULT_OPTIONS: Omit<TrainOptions, 'dataset' | 'config' | 'stage' 
   gamma: PAPER_DEFAULTS.gamma,
   delta: PAPER_DEFAULTS.delta,
   p2Gamma: 0,
+  icmHardNegatives: false,
   conditionDropout: PAPER_DEFAULTS.conditionDropout,
   clipNorm: 1,
   valEvery: 500,
@@ -230,11 +234,13 @@ export function modelStageTask(
   optimizer: AdamW,
   train: TurnDataset,
   valBatches: HostBatch[],
-  o: Pick<TrainOptions, 'batch' | 'seed' | 'gamma' | 'delta' | 'p2Gamma' | 'conditionDropout'>,
+  o: Pick<TrainOptions, 'batch' | 'seed' | 'gamma' | 'delta' | 'p2Gamma' | 'conditionDropout' | 'icmHardNegatives'>,
 ): StageTask & { stream: BatchStream } {
   const sampler = new TurnSampler(train.texts.length, mixSeed(o.seed, 17));
   const stream = new BatchStream(train, sampler, o.batch, 0);
   const vars = stageNames(optimizer);
+  const withHardNegatives = <B extends TurnBatch>(b: B): B =>
+    o.icmHardNegatives ? { ...b, hardNegativeTexts: b.texts.map(mirrorRelationText) } : b;
   const lossOpts = { stage, gamma: o.gamma, delta: o.delta, p2Gamma: o.p2Gamma, conditionDropout: o.conditionDropout };
   return {
     name: `stage ${stage}`,
@@ -243,7 +249,7 @@ export function modelStageTask(
     stream,
     loss(cursor, step) {
       stream.cursor = cursor;
-      const b = batchTensors(stream.next());
+      const b = withHardNegatives(batchTensors(stream.next()));
       // Timesteps, noise and condition dropout come from a per-step seed: a resumed run draws the same ones.
       const l = model.losses(b, { ...lossOpts, rng: mulberry32(mixSeed(o.seed, stage, step)) });
       tf.dispose([b.reference, b.target]);
@@ -255,7 +261,7 @@ export function modelStageTask(
       let sum = 0;
       valBatches.forEach((hb, i) => {
         sum += tf.tidy(() => {
-          const b = batchTensors(hb);
+          const b = withHardNegatives(batchTensors(hb));
           return model.losses(b, { ...lossOpts, rng: mulberry32(mixSeed(o.seed, 999, stage, i)) }).total.dataSync()[0]!;
         });
       });

@@ -8,6 +8,7 @@ import {
   iclevrBackground,
   iclevrLabel,
   iclevrObjectRadius,
+  mirrorRelationText,
   parseRelationTurnText,
   renderIclevr,
   type IclevrObject,
@@ -45,6 +46,7 @@ describe('generateIclevrEpisodes', () => {
       expect(first, ep.turns[0]!.text).not.toBeNull();
       expect([first![1], first![2]]).toEqual([ep.turns[0]!.objects[0]!.color, ep.turns[0]!.objects[0]!.shape]);
       expect(parseRelationTurnText(ep.turns[0]!.text)).toBeNull();
+      expect(mirrorRelationText(ep.turns[0]!.text)).toBeNull();
       for (let i = 1; i < 5; i++) {
         const m = LATER.exec(ep.turns[i]!.text);
         expect(m, ep.turns[i]!.text).not.toBeNull();
@@ -61,6 +63,10 @@ describe('generateIclevrEpisodes', () => {
           dx: rel.dx,
           dy: rel.dy,
         });
+        // Its mirror asks for the opposite side and mirrors back.
+        const mirrored = mirrorRelationText(ep.turns[i]!.text)!;
+        expect(parseRelationTurnText(mirrored)).toEqual({ label: iclevrLabel(added), anchor: iclevrLabel(ref!), dx: -rel.dx || 0, dy: -rel.dy || 0 });
+        expect(mirrorRelationText(mirrored)).toBe(ep.turns[i]!.text);
         // The geometry matches the relation.
         const dx = added.x - ref!.x;
         const dy = added.y - ref!.y;

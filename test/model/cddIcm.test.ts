@@ -120,6 +120,27 @@ describe('CddIcm training API', () => {
     }
   });
 
+  it('hard-negative instructions enter L_icm and L_n-icm as extra negatives and reach the text encoder', () => {
+    const batch = toBatch(turns);
+    const swap = (t: string) => (/left|right/.test(t) ? t.replace(/left|right/, (w) => (w === 'left' ? 'right' : 'left')) : null);
+    const hard = { ...batch, hardNegativeTexts: batch.texts.map(swap) };
+    expect(hard.hardNegativeTexts.some((t) => t !== null)).toBe(true);
+    const none = { ...batch, hardNegativeTexts: batch.texts.map(() => null) };
+    const loss = (b: typeof batch, stage: 1 | 3) => tf.tidy(() => model.losses(b, { stage, rng: seededRng(3) }).total.dataSync()[0]!);
+    for (const stage of [1, 3] as const) {
+      expect(loss(hard, stage)).toBeGreaterThan(loss(batch, stage));
+      expect(loss(none, stage)).toBeCloseTo(loss(batch, stage), 6);
+    }
+    const textVars = model.parameterGroups().textEncoder.vars;
+    const grad = (b: typeof batch) => tf.variableGrads(() => model.losses(b, { stage: 1, rng: seededRng(3) }).total, textVars).grads;
+    const g0 = grad(batch);
+    const g1 = grad(hard);
+    const diff = Math.max(...textVars.map((v) => tf.tidy(() => tf.max(tf.abs(tf.sub(g0[v.name]!, g1[v.name]!))).dataSync()[0]!)));
+    expect(diff).toBeGreaterThan(0);
+    expect(() => model.losses({ ...batch, hardNegativeTexts: [null] }, { stage: 1 })).toThrow(/hardNegativeTexts/);
+    tf.dispose([batch.reference, batch.target, ...Object.values(g0), ...Object.values(g1)]);
+  });
+
   it('reports the loss terms of each stage and leaks no tensors', () => {
     const batch = toBatch(turns);
     const run = (stage: 1 | 2 | 3) => {

@@ -55,6 +55,27 @@ function handIcm(S: number[][], tau: number): number {
 }
 
 describe('ICM loss (Eq. 12)', () => {
+  it('with hard negatives, the softmax of each target also runs over the extra conditions', () => {
+    const S = [[0.9, 0.1, -0.3], [0.2, 0.5, 0.4], [-0.1, 0.6, 0.8]];
+    const H = [[0.7, 0.0, 0.1], [0.1, 0.2, 0.75]]; // two extra conditions, close to targets 0 and 2
+    const tau = Math.exp(-1);
+    const n = S.length;
+    const rowSide = S.reduce((acc, row, i) => acc - (row[i]! / tau - Math.log(row.reduce((s, x) => s + Math.exp(x / tau), 0))), 0) / n;
+    const colSide =
+      S[0]!.reduce((acc, _, j) => {
+        const cands = [...S.map((r) => r[j]!), ...H.map((r) => r[j]!)];
+        return acc - (S[j]![j]! / tau - Math.log(cands.reduce((s, x) => s + Math.exp(x / tau), 0)));
+      }, 0) / n;
+    const got = symmetricInfoNce(tf.tensor2d(S), tf.scalar(-1), tf.tensor2d(H)).dataSync()[0]!;
+    expect(got).toBeCloseTo(rowSide + colSide, 4);
+    expect(got).toBeGreaterThan(handIcm(S, tau));
+    // No extra rows is Eq. 12 exactly.
+    expect(symmetricInfoNce(tf.tensor2d(S), tf.scalar(-1), tf.zeros([0, 3]) as tf.Tensor2D).dataSync()[0]).toBeCloseTo(handIcm(S, tau), 5);
+    // The gradient pushes a hard negative away from its target.
+    const g = tf.grad((h: tf.Tensor) => symmetricInfoNce(tf.tensor2d(S), tf.scalar(-1), h as tf.Tensor2D))(tf.tensor2d(H));
+    expect(g.dataSync()[0]).toBeGreaterThan(0);
+  });
+
   it('is the symmetric InfoNCE of a known similarity matrix', () => {
     const S = [[0.9, 0.1, -0.3], [0.2, 0.5, 0.4], [-0.1, 0.6, 0.8]];
     for (const logTau of [-1, 0, -2]) {

@@ -48,6 +48,32 @@ describe('stage selection (Sec. 2.6)', () => {
     model.dispose();
   });
 
+  it('--icm-hard-negatives adds each turn\'s mirrored instruction as a negative, in training and validation', async () => {
+    const { model, ds } = await tinySetup();
+    const val = validationBatches(ds, 4, 1, 1);
+    for (const stage of [1, 3] as const) {
+      const optimizer = stageOptimizer(model, stage, opts, 1);
+      const plain = modelStageTask(model, stage, optimizer, ds, val, opts);
+      const hard = modelStageTask(model, stage, optimizer, ds, val, { ...opts, icmHardNegatives: true });
+      const total = (t: typeof plain) => tf.tidy(() => t.loss(0, 0).total.dataSync()[0]!);
+      expect(total(hard)).toBeGreaterThan(total(plain));
+      expect(hard.validate()).toBeGreaterThan(plain.validate());
+      if (stage === 3) {
+        // The mirrored conditions are constants to stage 3: the frozen encoders get no gradient through them.
+        const before = weights(model);
+        const { value, grads } = tf.variableGrads(() => hard.loss(0, 0).total, optimizer.trainableVariables());
+        optimizer.step(grads);
+        tf.dispose([value, ...Object.values(grads)]);
+        const after = weights(model);
+        const changed = [...before.keys()].filter((n) => before.get(n)!.some((x, i) => x !== after.get(n)![i]));
+        expect(changed.length).toBeGreaterThan(0);
+        expect(changed.filter((n) => !n.startsWith('noisy_image_encoder.') && !n.startsWith('nicm.'))).toEqual([]);
+      }
+      optimizer.dispose();
+    }
+    model.dispose();
+  });
+
   it('puts pretrained backbones in their own group at lr x eta', async () => {
     const { model } = await tinySetup();
     const opt = stageOptimizer(model, 2, opts, 0.001);
