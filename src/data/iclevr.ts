@@ -83,12 +83,10 @@ export function parseRelationTurnText(text: string): IclevrRelationSpec | null {
  * a first turn or any other text.
  */
 export function mirrorRelationText(text: string): string | null {
-  const m = RELATION_TURN.exec(text.trim());
-  if (!m) return null;
-  const rel = ICLEVR_RELATIONS.find((r) => r.text === m[3]);
-  if (!rel) return null;
-  const opposite = ICLEVR_RELATIONS.find((r) => r.dx === -rel.dx && r.dy === -rel.dy)!;
-  return relationTurnText({ color: m[1]!, shape: m[2]! } as Pick<IclevrObject, 'color' | 'shape'>, opposite.text, { color: m[4]!, shape: m[5]! } as Pick<IclevrObject, 'color' | 'shape'>);
+  const r = parseRelationTurnText(text);
+  if (!r) return null;
+  const opposite = ICLEVR_RELATIONS.find((x) => x.dx === -r.dx && x.dy === -r.dy)!;
+  return `Add a ${r.label} ${opposite.text} the ${r.anchor}.`;
 }
 
 /** The label the detector and metrics use for an i-CLEVR object, e.g. "red cube". */
