@@ -55,7 +55,12 @@ export function relationTurnText(
   relation: IclevrRelation,
   ref: Pick<IclevrObject, 'color' | 'shape'>,
 ): string {
-  return `Add a ${o.color} ${o.shape} ${relation} the ${ref.color} ${ref.shape}.`;
+  return relationSentence(iclevrLabel(o), relation, iclevrLabel(ref));
+}
+
+/** The one place the relation-turn grammar is written (RELATION_TURN below parses it). */
+function relationSentence(label: string, relation: IclevrRelation, anchor: string): string {
+  return `Add a ${label} ${relation} the ${anchor}.`;
 }
 
 /** What a relation turn asks for: `label` placed `dx` (-1 left / +1 right / 0 any) and `dy` (-1 behind / +1 in front) of `anchor`. */
@@ -86,7 +91,7 @@ export function mirrorRelationText(text: string): string | null {
   const r = parseRelationTurnText(text);
   if (!r) return null;
   const opposite = ICLEVR_RELATIONS.find((x) => x.dx === -r.dx && x.dy === -r.dy)!;
-  return `Add a ${r.label} ${opposite.text} the ${r.anchor}.`;
+  return relationSentence(r.label, opposite.text, r.anchor);
 }
 
 /** The label the detector and metrics use for an i-CLEVR object, e.g. "red cube". */
