@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { Autoencoder, AUTOENCODER_PRESETS, DEFAULT_LATENT_RANGE, type AutoencoderConfig } from './autoencoder.js';
 import { readSafetensors, writeSafetensors, type NamedArray } from './safetensors.js';
+import type { ImageCodec } from '../codec.js';
 
 export { Autoencoder, AUTOENCODER_PRESETS, DEFAULT_LATENT_RANGE, LATENT_RANGE_QUANTILE, type AutoencoderConfig, type AutoencoderLosses } from './autoencoder.js';
 export {
@@ -17,15 +18,6 @@ export {
   type NamedArray,
   type SafeDtype,
 } from './safetensors.js';
-
-/** The ImageCodec contract of docs/ARCHITECTURE.md (structurally identical to the model's own declaration). */
-export interface ImageCodec {
-  readonly channels: number;
-  readonly downFactor: number;
-  encode(images: tf.Tensor4D): tf.Tensor4D;
-  decode(z: tf.Tensor4D): tf.Tensor4D;
-  readonly range: number;
-}
 
 /** A 64-bit content hash of one image's float values (two independent 32-bit FNV-1a streams over the bits). */
 function imageKey(bits: Uint32Array, start: number, end: number): string {
