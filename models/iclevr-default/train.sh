@@ -44,3 +44,13 @@ npx tsx src/train/cli.ts --export runs/iclevr-4/model --out models/iclevr-defaul
 # npx tsx src/train/cli.ts --dataset iclevr --train-episodes 6000 --val-episodes 200 --checkpoint-minutes 5 \
 #   --stage 2,3 --config small --init runs/iclevr-4/model --out runs/iclevr-6 --minutes 105 --split 0,0.92,0.08 \
 #   --lr 1e-4 --batch 16 --val-every 400 --val-batches 12 --seed 6 --p2-gamma 1
+
+# Not shipped (MODEL_CARD.md, "Where RSIM is lost"): all three stages from this release with ICM hard negatives
+# and P2 weighting; its weights are committed as models/iclevr-next, the starting point of the next release.
+# npx tsx src/train/cli.ts --dataset iclevr --train-episodes 6000 --val-episodes 200 --checkpoint-minutes 5 \
+#   --stage all --config small --init models/iclevr-default --out runs/iclevr-10 --minutes 95 --split 0.2,0.7,0.1 \
+#   --lr 1e-4 --batch 16 --val-every 400 --val-batches 24 --seed 10 --p2-gamma 1 --icm-hard-negatives
+# npx tsx src/train/cli.ts --dataset iclevr --train-episodes 6000 --val-episodes 200 --checkpoint-minutes 5 \
+#   --stage 2 --config small --init runs/iclevr-10/model --out runs/iclevr-11 --minutes 17 --lr 2.5e-5 --batch 16 \
+#   --val-every 400 --val-batches 24 --seed 11 --p2-gamma 1 --icm-hard-negatives
+# npx tsx src/train/cli.ts --export runs/iclevr-11/model --out models/iclevr-next --dtype float16
