@@ -24,6 +24,7 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
   --p2-gamma X          P2 timestep weighting of L_mse, 1/(1 + SNR_t)^X (default 0: the paper's uniform weighting)
   --clip-norm X         global gradient-norm clipping (default 1, 0 = off)
   --val-every K         validate every K steps (default 500); --val-batches N (default 8)
+  --val-patience N      validations in a row without improvement before restore-and-halve (default 1: the paper's)
   --checkpoint-minutes M  save out/last this often (default 5)
   --train-episodes N --val-episodes N   how many episodes (i-CLEVR: generated; CoDraw: a cap)
   --train-file F --val-file F           episodes JSON Lines instead
@@ -69,6 +70,7 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
       'clip-norm': { type: 'string' },
       'val-every': { type: 'string' },
       'val-batches': { type: 'string' },
+      'val-patience': { type: 'string' },
       'checkpoint-minutes': { type: 'string' },
       'train-episodes': { type: 'string' },
       'val-episodes': { type: 'string' },
@@ -135,6 +137,8 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
   set('clipNorm', num(values['clip-norm'], 'clip-norm'));
   set('valEvery', num(values['val-every'], 'val-every'));
   set('valBatches', num(values['val-batches'], 'val-batches'));
+  set('valPatience', num(values['val-patience'], 'val-patience'));
+  if (!Number.isInteger(o.valPatience) || o.valPatience < 1) throw new Error('--val-patience must be an integer >= 1');
   set('checkpointMinutes', num(values['checkpoint-minutes'], 'checkpoint-minutes'));
   set('trainEpisodes', num(values['train-episodes'], 'train-episodes'));
   set('valEpisodes', num(values['val-episodes'], 'val-episodes'));

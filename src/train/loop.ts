@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { SingleBar } from 'cli-progress';
 import { partLogger } from '../log/index.js';
 import type { AdamW, NamedArray } from './adamw.js';
-import { ValidationSchedule, type ValidationState } from './schedule.js';
+import { ValidationSchedule, type ValidationAction, type ValidationState } from './schedule.js';
 
 const log = partLogger('train');
 
@@ -66,6 +66,8 @@ export interface LoopOptions {
   budget: Budget;
   /** Validate every this many steps. */
   valEvery: number;
+  /** Validations in a row that may fail to improve before a restore (1: the paper's rule). */
+  valPatience?: number;
   /** Save `last` at least this often (minutes of wall time). */
   checkpointMinutes: number;
   /** metrics.jsonl path. */
@@ -111,12 +113,12 @@ export async function runStage(
 ): Promise<{ state: LoopState; best: BestSnapshot | null; interrupted: boolean }> {
   // A resumed stage with a larger budget carries on; it is finished again only when the new budget is spent.
   state = { ...state, finished: null };
-  const sched = new ValidationSchedule(state.validation.lr);
+  const sched = new ValidationSchedule(state.validation.lr, undefined, undefined, opts.valPatience ?? 1);
   sched.load(state.validation);
   task.optimizer.lr = sched.lr;
   const saveState = (): LoopState => ({ ...state, validation: sched.state(), adamStep: task.optimizer.stepCount });
 
-  const validateNow = async (): Promise<'improved' | 'restore' | 'stop'> => {
+  const validateNow = async (): Promise<ValidationAction> => {
     const t0 = Date.now();
     const v = task.validate();
     const action = sched.observe(v, state.step);
@@ -126,7 +128,7 @@ export async function runStage(
       disposeSnapshot(best);
       best = takeSnapshot(task);
       await hooks.saveBest(saveState());
-    } else if (best) {
+    } else if (action !== 'wait' && best) {
       task.restore(best.weights);
       task.optimizer.loadStateArrays(best.moments, best.adamStep);
     }
@@ -202,7 +204,7 @@ export async function runStage(
       bar?.setTotal(estimateTotal(emaMs));
       bar?.update(state.step, { loss: fmt(emaLoss), rate: (emaMs / 1000).toFixed(2), lr: task.optimizer.lr.toExponential(2) });
 
-      let action: 'improved' | 'restore' | 'stop' | null = null;
+      let action: ValidationAction | null = null;
       if (!Number.isFinite(loss)) {
         // A diverged step is handled like a worse validation: back to the kept model at half the rate.
         log.warn({ stage: task.name, step: state.step, loss }, 'non-finite training loss: restoring the best model');

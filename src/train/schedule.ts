@@ -3,33 +3,43 @@
  * keep (save) the model; otherwise restore the last kept model and halve the learning rate; stop after the
  * 5th restoration. A non-finite validation loss counts as "worse". Pure logic, so it can be tested alone and
  * serialised into trainer.json.
+ *
+ * `patience` (not the paper's; default 1 = the paper's rule) is how many validations in a row may fail to improve
+ * before a restore: on a model that starts near its best, single validations differ by noise, and the paper's
+ * rule then halves the rate on a fluke. Non-finite losses restore at once whatever the patience.
  */
 
-export type ValidationAction = 'improved' | 'restore' | 'stop';
+export type ValidationAction = 'improved' | 'wait' | 'restore' | 'stop';
 
 export interface ValidationState {
   best: number | null;
   bestStep: number | null;
   restores: number;
   lr: number;
+  /** Validations in a row without improvement since the last improvement or restore (absent in old states). */
+  misses?: number;
 }
 
 export class ValidationSchedule {
   best: number | null = null;
   bestStep: number | null = null;
   restores = 0;
+  misses = 0;
   lr: number;
 
   constructor(
     initialLr: number,
     readonly maxRestores = 5,
     readonly decay = 0.5,
+    readonly patience = 1,
   ) {
+    if (!Number.isInteger(patience) || patience < 1) throw new RangeError(`patience must be an integer >= 1, got ${patience}`);
     this.lr = initialLr;
   }
 
   /**
    * Record a validation loss measured at `step`. 'improved': save the model as the new best.
+   * 'wait': not better, but within the patience: carry on training the current weights.
    * 'restore': restore the best model and continue at the (already halved) `lr`.
    * 'stop': this was the last allowed restoration: restore the best model and end the stage.
    */
@@ -37,15 +47,19 @@ export class ValidationSchedule {
     if (Number.isFinite(loss) && (this.best === null || loss < this.best)) {
       this.best = loss;
       this.bestStep = step;
+      this.misses = 0;
       return 'improved';
     }
+    this.misses++;
+    if (Number.isFinite(loss) && this.misses < this.patience) return 'wait';
+    this.misses = 0;
     this.restores++;
     this.lr *= this.decay;
     return this.restores >= this.maxRestores ? 'stop' : 'restore';
   }
 
   state(): ValidationState {
-    return { best: this.best, bestStep: this.bestStep, restores: this.restores, lr: this.lr };
+    return { best: this.best, bestStep: this.bestStep, restores: this.restores, lr: this.lr, misses: this.misses };
   }
 
   load(s: ValidationState): void {
@@ -53,5 +67,6 @@ export class ValidationSchedule {
     this.bestStep = s.bestStep;
     this.restores = s.restores;
     this.lr = s.lr;
+    this.misses = s.misses ?? 0;
   }
 }

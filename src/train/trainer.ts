@@ -79,6 +79,8 @@ export interface TrainOptions {
   conditionDropout: number;
   clipNorm: number;
   valEvery: number;
+  /** Validations in a row that may fail to improve before restore-and-halve (1: the paper's rule). */
+  valPatience: number;
   valBatches: number;
   checkpointMinutes: number;
   trainEpisodes?: number;
@@ -111,6 +113,7 @@ export const DEFAULT_OPTIONS: Omit<TrainOptions, 'dataset' | 'config' | 'stage' 
   conditionDropout: PAPER_DEFAULTS.conditionDropout,
   clipNorm: 1,
   valEvery: 500,
+  valPatience: 1,
   valBatches: 8,
   checkpointMinutes: 5,
   imageSize: 64,
@@ -385,6 +388,7 @@ export async function trainModel(o: TrainOptions, control: TrainControl = {}): P
       }, {
         budget: st.budgets[st.stageIndex]!,
         valEvery: o.valEvery,
+        valPatience: o.valPatience,
         checkpointMinutes: o.checkpointMinutes,
         metricsFile,
         progress: o.progress,
@@ -493,6 +497,7 @@ export async function trainAutoencoder(o: TrainOptions, control: TrainControl = 
     const r = await runStage(task, st.loop, best, { saveLast: (s) => saveFolder(join(o.out, 'last'), s), saveBest: (s) => saveFolder(join(o.out, 'best'), s) }, {
       budget: st.budget,
       valEvery: o.valEvery,
+      valPatience: o.valPatience,
       checkpointMinutes: o.checkpointMinutes,
       metricsFile,
       progress: o.progress,

@@ -85,4 +85,35 @@ describe('runStage validation handling', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('with --val-patience 2 keeps training through one worse validation and restores only after two in a row', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'loop-'));
+    try {
+      // baseline 10, 9 (kept, step 2), 9.5 (wait: training goes on), 8 (kept, step 6), 8.5, 8.6 (restore).
+      const { task, weightsAtVal } = scriptedTask([10, 9, 9.5, 8, 8.5, 8.6]);
+      const r = await runStage(task, initialLoopState(0.1, 0), null, { saveLast: async () => {}, saveBest: async () => {} }, {
+        budget: { steps: 10 },
+        valEvery: 2,
+        valPatience: 2,
+        checkpointMinutes: 1000,
+        metricsFile: join(dir, 'metrics.jsonl'),
+        progress: false,
+        shouldStop: () => false,
+      });
+      const vals = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; action?: string; lr?: number });
+      const valRows = vals.filter((v) => v.kind === 'val');
+      expect(valRows.map((v) => v.action)).toEqual(['improved', 'improved', 'wait', 'improved', 'wait', 'restore']);
+      expect(valRows[2]!.lr).toBeCloseTo(0.1, 10); // a wait does not halve
+      expect(r.state.validation.restores).toBe(1);
+      expect(r.state.validation.bestStep).toBe(6);
+      // The wait kept the weights: they moved on toward 3 between steps 2 and 6 (no jump back to step 2's).
+      expect(weightsAtVal[3]!).toBeGreaterThan(weightsAtVal[2]!);
+      expect(weightsAtVal[2]!).toBeGreaterThan(weightsAtVal[1]!);
+      // The restore at step 10 went back to step 6's weights, where the stage ends (its budget is spent).
+      expect(r.state.finished).toBe('steps');
+      expect(task.optimizer.lr).toBeCloseTo(0.05, 10);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

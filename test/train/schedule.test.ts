@@ -31,4 +31,25 @@ describe('ValidationSchedule (keep best, restore and halve on a worse loss, stop
     expect(t.state()).toEqual(s.state());
     expect(t.observe(1.5, 3)).toBe('improved');
   });
+
+  it('with patience 3 restores only after three non-improving validations in a row; NaN restores at once', () => {
+    const s = new ValidationSchedule(1e-3, 5, 0.5, 3);
+    expect(s.observe(1.0, 1)).toBe('improved');
+    expect(s.observe(1.1, 2)).toBe('wait');
+    expect(s.observe(1.0, 3)).toBe('wait'); // equal is still not an improvement
+    expect(s.lr).toBe(1e-3);
+    expect(s.observe(1.2, 4)).toBe('restore');
+    expect(s.lr).toBeCloseTo(5e-4, 12);
+    expect(s.observe(1.3, 5)).toBe('wait'); // the count starts again after a restore
+    expect(s.observe(0.9, 6)).toBe('improved'); // and after an improvement
+    expect(s.observe(1.0, 7)).toBe('wait');
+    expect(s.observe(Number.NaN, 8)).toBe('restore');
+    expect(s.restores).toBe(2);
+    const t = new ValidationSchedule(1e-3, 5, 0.5, 3);
+    s.observe(1.0, 9);
+    t.load(JSON.parse(JSON.stringify(s.state())));
+    expect(t.observe(1.0, 10)).toBe('wait');
+    expect(t.observe(1.0, 11)).toBe('restore'); // the saved miss count carried over
+    expect(() => new ValidationSchedule(1e-3, 5, 0.5, 0)).toThrow(RangeError);
+  });
 });
