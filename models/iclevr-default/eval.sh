@@ -1,9 +1,10 @@
 #!/bin/sh
 # The evaluations behind MODEL_CARD.md's scores (run from the repository root; ~45 min on the 2-core machine).
 # Each run writes report.json, contact-sheet.png, out.json (the summary line) and stderr.log to runs/eval/<name>/.
+# MODEL=<folder> scores a candidate (e.g. a run's float16 export) with the same protocol before it is shipped.
 set -e
 cd "$(dirname "$0")/../.."
-M=models/iclevr-default
+M=${MODEL:-models/iclevr-default}
 E=runs/iclevr-val.jsonl
 [ -f $E ] || npx tsx src/data/cli.ts generate --dataset iclevr --count 200 --seed 1 --split val --out $E
 run() { name=$1; shift; mkdir -p runs/eval/$name; npx tsx src/eval/cli.ts --model $M --episodes $E --out runs/eval/$name --json "$@" 2>runs/eval/$name/stderr.log | tail -1 > runs/eval/$name/out.json; echo "$name $(cat runs/eval/$name/out.json)"; }
