@@ -1,5 +1,5 @@
 #!/bin/sh
-# The evaluations behind MODEL_CARD.md's scores (run from the repository root; ~45 min on the 2-core machine).
+# The evaluations behind MODEL_CARD.md's scores (run from the repository root; ~25 min on the quiet 2-core machine, measured).
 # Each run writes report.json, contact-sheet.png, out.json (the summary line) and stderr.log to runs/eval/<name>/.
 # MODEL=<folder> scores a candidate (e.g. a run's float16 export) with the same protocol before it is shipped.
 set -e
