@@ -113,7 +113,7 @@ export async function runStage(
 ): Promise<{ state: LoopState; best: BestSnapshot | null; interrupted: boolean }> {
   // A resumed stage with a larger budget carries on; it is finished again only when the new budget is spent.
   state = { ...state, finished: null };
-  const sched = new ValidationSchedule(state.validation.lr, undefined, undefined, opts.valPatience ?? 1);
+  const sched = new ValidationSchedule(state.validation.lr, { patience: opts.valPatience });
   sched.load(state.validation);
   task.optimizer.lr = sched.lr;
   const saveState = (): LoopState => ({ ...state, validation: sched.state(), adamStep: task.optimizer.stepCount });

@@ -27,13 +27,15 @@ export class ValidationSchedule {
   misses = 0;
   lr: number;
 
-  constructor(
-    initialLr: number,
-    readonly maxRestores = 5,
-    readonly decay = 0.5,
-    readonly patience = 1,
-  ) {
-    if (!Number.isInteger(patience) || patience < 1) throw new RangeError(`patience must be an integer >= 1, got ${patience}`);
+  readonly maxRestores: number;
+  readonly decay: number;
+  readonly patience: number;
+
+  constructor(initialLr: number, opts: { maxRestores?: number; decay?: number; patience?: number } = {}) {
+    this.maxRestores = opts.maxRestores ?? 5;
+    this.decay = opts.decay ?? 0.5;
+    this.patience = opts.patience ?? 1;
+    if (!Number.isInteger(this.patience) || this.patience < 1) throw new RangeError(`patience must be an integer >= 1, got ${this.patience}`);
     this.lr = initialLr;
   }
 

@@ -33,7 +33,7 @@ describe('ValidationSchedule (keep best, restore and halve on a worse loss, stop
   });
 
   it('with patience 3 restores only after three non-improving validations in a row; NaN restores at once', () => {
-    const s = new ValidationSchedule(1e-3, 5, 0.5, 3);
+    const s = new ValidationSchedule(1e-3, { patience: 3 });
     expect(s.observe(1.0, 1)).toBe('improved');
     expect(s.observe(1.1, 2)).toBe('wait');
     expect(s.observe(1.0, 3)).toBe('wait'); // equal is still not an improvement
@@ -45,11 +45,11 @@ describe('ValidationSchedule (keep best, restore and halve on a worse loss, stop
     expect(s.observe(1.0, 7)).toBe('wait');
     expect(s.observe(Number.NaN, 8)).toBe('restore');
     expect(s.restores).toBe(2);
-    const t = new ValidationSchedule(1e-3, 5, 0.5, 3);
+    const t = new ValidationSchedule(1e-3, { patience: 3 });
     s.observe(1.0, 9);
     t.load(JSON.parse(JSON.stringify(s.state())));
     expect(t.observe(1.0, 10)).toBe('wait');
     expect(t.observe(1.0, 11)).toBe('restore'); // the saved miss count carried over
-    expect(() => new ValidationSchedule(1e-3, 5, 0.5, 0)).toThrow(RangeError);
+    expect(() => new ValidationSchedule(1e-3, { patience: 0 })).toThrow(RangeError);
   });
 });
