@@ -32,8 +32,9 @@ COMMON="--dataset iclevr --train-episodes 6000 --val-episodes 200 --checkpoint-m
   --minutes "${MINUTES:-82}" --split 0,0.92,0.08 --lr 2e-4 --batch 16 --val-every 400 --val-batches 12 --seed 3
 
 # 5. Stage 2 continued from all of step 4's weights (the codec comes with the checkpoint), new data/noise seed,
-#    then stage 3 again (the previous release, shipped from runs/iclevr-4/model). It ran in two sessions: interrupted at 277 steps (Ctrl-C / session end; resumed from
-#    runs/iclevr-4/last), and the budget was cut from 240 to 91 minutes on a resume to leave time for evaluation.
+#    then stage 3 again (the previous release, shipped from runs/iclevr-4/model). It ran in two sessions:
+#    interrupted at 277 steps (Ctrl-C / session end; resumed from runs/iclevr-4/last), and the budget was cut from
+#    240 to 91 minutes on a resume to leave time for evaluation.
 npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small --init runs/iclevr-3/model --out runs/iclevr-4 --resume \
   --minutes 91 --split 0,0.92,0.08 --lr 2e-4 --batch 16 --val-every 400 --val-batches 12 --seed 4
 
@@ -62,7 +63,7 @@ npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small --init runs/iclevr-3
   --val-every 400 --val-batches 24 --seed 12 --p2-gamma 1 --icm-hard-negatives
 
 # 10. Stage 2 and 3 from that kept model, with --val-patience 3 (a restore only after three worse validations in
-#     a row; none happened: every validation improved).
+#     a row): every stage-2 validation improved; stage 3 waited once (step 1200) and improved at the next.
 npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small --init runs/iclevr-12/best --out runs/iclevr-13 \
   --resume --minutes 60 --split 0,0.85,0.15 --lr 2.5e-5 --batch 16 --val-every 400 --val-patience 3 \
   --val-batches 24 --seed 13 --p2-gamma 1 --icm-hard-negatives

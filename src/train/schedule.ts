@@ -5,8 +5,9 @@
  * serialised into trainer.json.
  *
  * `patience` (not the paper's; default 1 = the paper's rule) is how many validations in a row may fail to improve
- * before a restore: on a model that starts near its best, single validations differ by noise, and the paper's
- * rule then halves the rate on a fluke. Non-finite losses restore at once whatever the patience.
+ * before a restore: a model that starts near its best wanders from one validation to the next (the batches and
+ * noise are fixed, the weights are not), and the paper's rule then halves the rate on one worse reading.
+ * Non-finite losses restore at once whatever the patience.
  */
 
 export type ValidationAction = 'improved' | 'wait' | 'restore' | 'stop';
