@@ -40,3 +40,17 @@ export async function readTrainerState<S>(dir: string): Promise<{ optimizer: Map
   const state = JSON.parse(await fs.readFile(join(dir, 'trainer.json'), 'utf8')) as S;
   return { optimizer: tensors, state };
 }
+
+/** raw.safetensors: the optimised weights of a run whose model files hold their moving average. */
+export async function writeRawWeights(dir: string, weights: Map<string, NamedArray>): Promise<void> {
+  await writeSafetensors(join(dir, 'raw.safetensors'), weights, { dtype: 'F32' });
+}
+
+/** The raw weights of a checkpoint folder, or null if it has none (a run without a weight average). */
+export async function readRawWeights(dir: string): Promise<Map<string, NamedArray> | null> {
+  const file = join(dir, 'raw.safetensors');
+  if (!existsSync(file)) return null;
+  const out = new Map<string, NamedArray>();
+  for (const [k, t] of await readSafetensors(file)) out.set(k, { shape: t.shape, data: t.data });
+  return out;
+}

@@ -25,6 +25,7 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
   --clip-norm X         global gradient-norm clipping (default 1, 0 = off)
   --val-every K         validate every K steps (default 500); --val-batches N (default 8)
   --val-patience N      validations in a row without improvement before restore-and-halve (default 1: the paper's)
+  --ema-decay D         validate, keep and save a moving average of the weights (e.g. 0.999; default 0 = off)
   --checkpoint-minutes M  save out/last this often (default 5)
   --train-episodes N --val-episodes N   how many episodes (i-CLEVR: generated; CoDraw: a cap)
   --train-file F --val-file F           episodes JSON Lines instead
@@ -71,6 +72,7 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
       'val-every': { type: 'string' },
       'val-batches': { type: 'string' },
       'val-patience': { type: 'string' },
+      'ema-decay': { type: 'string' },
       'checkpoint-minutes': { type: 'string' },
       'train-episodes': { type: 'string' },
       'val-episodes': { type: 'string' },
@@ -139,6 +141,9 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
   set('valBatches', num(values['val-batches'], 'val-batches'));
   set('valPatience', num(values['val-patience'], 'val-patience'));
   if (!Number.isInteger(o.valPatience) || o.valPatience < 1) throw new Error('--val-patience must be an integer >= 1');
+  set('emaDecay', num(values['ema-decay'], 'ema-decay'));
+  if (!(o.emaDecay >= 0 && o.emaDecay < 1)) throw new Error('--ema-decay must be in [0, 1) (0 = no weight average)');
+  if (o.emaDecay > 0 && stage === 'ae') throw new Error('--ema-decay applies to the CDD-ICM stages, not to --stage ae');
   set('checkpointMinutes', num(values['checkpoint-minutes'], 'checkpoint-minutes'));
   set('trainEpisodes', num(values['train-episodes'], 'train-episodes'));
   set('valEpisodes', num(values['val-episodes'], 'val-episodes'));

@@ -1,5 +1,6 @@
 /** Public surface of the training part: the three-stage CDD-ICM pipeline, the autoencoder training, AdamW. */
 export { AdamW, type AdamWOptions, type ParamGroup } from './adamw.js';
+export { WeightAverage, type AverageSnapshot } from './average.js';
 export { ValidationSchedule, type ValidationAction, type ValidationState } from './schedule.js';
 export {
   buildTurnDataset,

@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { SingleBar } from 'cli-progress';
 import { partLogger } from '../log/index.js';
 import type { AdamW, NamedArray } from './adamw.js';
+import { disposeAverageSnapshot, type AverageSnapshot, type WeightAverage } from './average.js';
 import { ValidationSchedule, type ValidationAction, type ValidationState } from './schedule.js';
 
 const log = partLogger('train');
@@ -40,6 +41,8 @@ export interface LoopState {
   adamStep: number;
   /** Set when the stage finished: 'budget', 'steps', 'restores'. */
   finished: string | null;
+  /** Updates folded into the weight average so far (runs with --ema-decay; continues its warm-up on resume). */
+  averageUpdates?: number;
 }
 
 export interface Budget {
@@ -53,6 +56,8 @@ export interface BestSnapshot {
   weights: Map<string, tf.Tensor>;
   moments: Map<string, NamedArray>;
   adamStep: number;
+  /** The weight average at that step (runs with a weight average). */
+  average?: AverageSnapshot;
 }
 
 export interface LoopHooks {
@@ -76,6 +81,11 @@ export interface LoopOptions {
   progress: boolean;
   /** Set when Ctrl-C asks the loop to stop (checked between steps). */
   shouldStop: () => boolean;
+  /**
+   * A moving average of the weights: updated after every step; validation (and so keep-best) judges the average,
+   * a restore puts it back with the weights, and the stage ends on the kept average.
+   */
+  average?: WeightAverage;
 }
 
 export function initialLoopState(lr: number, cursor: number): LoopState {
@@ -83,12 +93,14 @@ export function initialLoopState(lr: number, cursor: number): LoopState {
 }
 
 /** Copy a snapshot (the best model kept in memory). */
-export function takeSnapshot(task: StageTask): BestSnapshot {
-  return { weights: task.snapshot(), moments: task.optimizer.stateArrays(), adamStep: task.optimizer.stepCount };
+export function takeSnapshot(task: StageTask, average?: WeightAverage): BestSnapshot {
+  return { weights: task.snapshot(), moments: task.optimizer.stateArrays(), adamStep: task.optimizer.stepCount, ...(average ? { average: average.snapshot() } : {}) };
 }
 
 export function disposeSnapshot(s: BestSnapshot | null): void {
-  if (s) for (const t of s.weights.values()) t.dispose();
+  if (!s) return;
+  for (const t of s.weights.values()) t.dispose();
+  disposeAverageSnapshot(s.average);
 }
 
 function appendMetric(file: string, rec: Record<string, unknown>): void {
@@ -116,21 +128,26 @@ export async function runStage(
   const sched = new ValidationSchedule(state.validation.lr, { patience: opts.valPatience });
   sched.load(state.validation);
   task.optimizer.lr = sched.lr;
-  const saveState = (): LoopState => ({ ...state, validation: sched.state(), adamStep: task.optimizer.stepCount });
+  const average = opts.average;
+  const saveState = (): LoopState => ({ ...state, validation: sched.state(), adamStep: task.optimizer.stepCount, ...(average ? { averageUpdates: average.updates } : {}) });
+  const restoreBest = (b: BestSnapshot): void => {
+    task.restore(b.weights);
+    task.optimizer.loadStateArrays(b.moments, b.adamStep);
+    if (average && b.average) average.load(b.average);
+  };
 
   const validateNow = async (): Promise<ValidationAction> => {
     const t0 = Date.now();
-    const v = task.validate();
+    const v = average ? await average.withAverage(() => task.validate()) : task.validate();
     const action = sched.observe(v, state.step);
     appendMetric(opts.metricsFile, { kind: 'val', stage: task.name, step: state.step, val: v, best: sched.best, action, lr: sched.lr, ms: Date.now() - t0 });
     log.info({ stage: task.name, step: state.step, val: v, best: sched.best, action, lr: sched.lr }, 'validation');
     if (action === 'improved') {
       disposeSnapshot(best);
-      best = takeSnapshot(task);
+      best = takeSnapshot(task, average);
       await hooks.saveBest(saveState());
     } else if (action !== 'wait' && best) {
-      task.restore(best.weights);
-      task.optimizer.loadStateArrays(best.moments, best.adamStep);
+      restoreBest(best);
     }
     task.optimizer.lr = sched.lr;
     return action;
@@ -192,7 +209,10 @@ export async function runStage(
       }, vars);
       const loss = value.dataSync()[0]!;
       let gradNorm = Number.NaN;
-      if (Number.isFinite(loss)) gradNorm = task.optimizer.step(grads);
+      if (Number.isFinite(loss)) {
+        gradNorm = task.optimizer.step(grads);
+        average?.update();
+      }
       tf.dispose([value, ...Object.values(grads)]);
       state.cursor += task.batchSize;
       state.step++;
@@ -210,10 +230,7 @@ export async function runStage(
         log.warn({ stage: task.name, step: state.step, loss }, 'non-finite training loss: restoring the best model');
         action = sched.observe(Number.NaN, state.step);
         appendMetric(opts.metricsFile, { kind: 'val', stage: task.name, step: state.step, val: null, action, lr: sched.lr, reason: 'non-finite training loss' });
-        if (best) {
-          task.restore(best.weights);
-          task.optimizer.loadStateArrays(best.moments, best.adamStep);
-        }
+        if (best) restoreBest(best);
         task.optimizer.lr = sched.lr;
       } else if (state.step % opts.valEvery === 0) {
         action = await validateNow();
@@ -235,9 +252,10 @@ export async function runStage(
     await validateNow();
   }
   if (state.finished && best) {
-    // The stage ends on its kept model (the paper saves only improvements).
-    task.restore(best.weights);
-    task.optimizer.loadStateArrays(best.moments, best.adamStep);
+    // The stage ends on its kept model (the paper saves only improvements): with a weight average, on the kept
+    // average, which is what validation judged.
+    restoreBest(best);
+    average?.applyToVariables();
   }
   const final = saveState();
   await hooks.saveLast(final);

@@ -5,6 +5,8 @@
  *   metrics.jsonl   one JSON object per training step ({kind: 'train'}) and per validation ({kind: 'val'})
  *   last/           resumable checkpoint: model files + optimizer.safetensors + trainer.json
  *   best/           the kept (best-validation) model of the current stage, with its optimizer state
+ *                   (with --ema-decay the model files of last/ and best/ hold the weight average, the model that
+ *                   is validated and shipped, and raw.safetensors the optimised weights a resume continues from)
  *   stage-<k>/      the model at the end of stage k;  model/  the final model (the last stage's result)
  *   autoencoder/    (stage 'ae') the trained autoencoder: config.json + model.safetensors
  */
@@ -33,7 +35,8 @@ import {
   type TurnBatch,
 } from '../model/index.js';
 import { AdamW, type NamedArray, type ParamGroup } from './adamw.js';
-import { readTrainerState, resolveFolder, writeFolderAtomically, writeTrainerState } from './checkpointIo.js';
+import { WeightAverage } from './average.js';
+import { readRawWeights, readTrainerState, resolveFolder, writeFolderAtomically, writeRawWeights, writeTrainerState } from './checkpointIo.js';
 import {
   ImageSampler,
   TurnSampler,
@@ -81,6 +84,8 @@ export interface TrainOptions {
   valEvery: number;
   /** Validations in a row that may fail to improve before restore-and-halve (1: the paper's rule). */
   valPatience: number;
+  /** Decay of the moving average of the weights that is validated and saved (0: none, the raw weights). */
+  emaDecay: number;
   valBatches: number;
   checkpointMinutes: number;
   trainEpisodes?: number;
@@ -114,6 +119,7 @@ export const DEFAULT_OPTIONS: Omit<TrainOptions, 'dataset' | 'config' | 'stage' 
   clipNorm: 1,
   valEvery: 500,
   valPatience: 1,
+  emaDecay: 0,
   valBatches: 8,
   checkpointMinutes: 5,
   imageSize: 64,
@@ -217,6 +223,21 @@ function stageNames(opt: AdamW): Map<string, tf.Variable> {
   return out;
 }
 
+/** Current values of named variables as float32 arrays (for raw.safetensors). */
+function namedArrays(vars: Map<string, tf.Variable>): Map<string, NamedArray> {
+  const out = new Map<string, NamedArray>();
+  for (const [k, v] of vars) out.set(k, { shape: v.shape, data: v.dataSync() as Float32Array });
+  return out;
+}
+
+/** Assign arrays to the variables of the same name (missing names are left as they are). */
+function assignNamed(vars: Map<string, tf.Variable>, arrays: Map<string, NamedArray>): void {
+  for (const [k, v] of vars) {
+    const a = arrays.get(k);
+    if (a) tf.tidy(() => v.assign(tf.tensor(a.data, v.shape)));
+  }
+}
+
 function snapshotOf(vars: Map<string, tf.Variable>): Map<string, tf.Tensor> {
   const m = new Map<string, tf.Tensor>();
   for (const [k, v] of vars) m.set(k, tf.clone(v));
@@ -317,6 +338,7 @@ export async function trainModel(o: TrainOptions, control: TrainControl = {}): P
   let model: CddIcm;
   let st: ModelTrainerState;
   let resumeMoments: Map<string, NamedArray> | null = null;
+  let resumeRaw: Map<string, NamedArray> | null = null;
   const lastDir = resolveFolder(join(o.out, 'last'));
   if (o.resume && lastDir) {
     model = await loadCheckpoint(lastDir);
@@ -329,6 +351,7 @@ export async function trainModel(o: TrainOptions, control: TrainControl = {}): P
       st.budgets = st.budgets.map((b, i) => (i >= st.stageIndex ? nb[i]! : b));
     }
     resumeMoments = r.optimizer;
+    resumeRaw = await readRawWeights(lastDir);
     log.info({ from: lastDir, stage: st.plan[st.stageIndex], step: st.loop.step, cursor: st.loop.cursor }, 'resuming');
   } else {
     if (o.resume) log.warn({ out: o.out }, 'nothing to resume: starting fresh');
@@ -361,6 +384,16 @@ export async function trainModel(o: TrainOptions, control: TrainControl = {}): P
         optimizer.loadStateArrays(resumeMoments, st.loop.adamStep);
         resumeMoments = null;
       }
+      // Checkpoint names of the variables this stage trains (raw.safetensors is keyed by them).
+      const trained = new Set(optimizer.trainableVariables());
+      const stageParams = new Map([...model.namedParameters()].filter(([, v]) => trained.has(v)));
+      let average: WeightAverage | undefined;
+      if (o.emaDecay > 0) {
+        // A resumed checkpoint's model files are the average; its raw.safetensors the weights to optimise on.
+        average = new WeightAverage(stageNames(optimizer), o.emaDecay, st.loop.averageUpdates ?? 0);
+        if (resumeRaw) assignNamed(stageParams, resumeRaw);
+      }
+      resumeRaw = null;
       // The kept model of a resumed stage is read back from best/ (same stage only).
       let best: BestSnapshot | null = null;
       const bestDir = resolveFolder(join(o.out, 'best'));
@@ -369,17 +402,31 @@ export async function trainModel(o: TrainOptions, control: TrainControl = {}): P
         if (b.state.plan[b.state.stageIndex] === stage && b.state.stageIndex === st.stageIndex) {
           const bm = await loadCheckpoint(bestDir, { codec: model.codec });
           const byName = bm.namedParameters();
+          const raw = average ? await readRawWeights(bestDir) : null;
           const weights = new Map<string, tf.Tensor>();
-          for (const [n, v] of model.namedParameters()) {
-            if (optimizer.trainableVariables().includes(v)) weights.set(v.name, tf.clone(byName.get(n)!));
+          const averaged = new Map<string, tf.Tensor>();
+          for (const [n, v] of stageParams) {
+            const r = raw?.get(n);
+            weights.set(v.name, r ? tf.tensor(r.data, r.shape) : tf.clone(byName.get(n)!));
+            if (average) averaged.set(v.name, tf.clone(byName.get(n)!));
           }
           bm.dispose();
-          best = { weights, moments: b.optimizer, adamStep: b.state.loop.adamStep };
+          best = {
+            weights,
+            moments: b.optimizer,
+            adamStep: b.state.loop.adamStep,
+            ...(average ? { average: { weights: averaged, updates: b.state.loop.averageUpdates ?? 0 } } : {}),
+          };
         }
       }
       const saveModelFolder = (dir: string, s: LoopState): Promise<void> =>
         writeFolderAtomically(dir, async (tmp) => {
-          await saveCheckpoint(model, tmp);
+          if (average) {
+            await writeRawWeights(tmp, namedArrays(stageParams));
+            await average.withAverage(() => saveCheckpoint(model, tmp));
+          } else {
+            await saveCheckpoint(model, tmp);
+          }
           await writeTrainerState(tmp, optimizer.stateArrays(), { ...st, loop: s });
         });
       const r = await runStage(task, st.loop, best, {
@@ -393,8 +440,10 @@ export async function trainModel(o: TrainOptions, control: TrainControl = {}): P
         metricsFile,
         progress: o.progress,
         shouldStop: () => stop.shouldStop() || (control.shouldStop?.() ?? false),
+        ...(average ? { average } : {}),
       });
       disposeSnapshot(r.best);
+      average?.dispose();
       st.loop = r.state;
       if (r.interrupted) {
         result.interrupted = true;

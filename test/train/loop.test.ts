@@ -3,19 +3,21 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { AdamW, initialLoopState, runStage, type StageTask } from '../../src/train/index.js';
+import { AdamW, WeightAverage, initialLoopState, runStage, type StageTask } from '../../src/train/index.js';
 
 /** One weight pulled toward 3 by a quadratic; validation returns a scripted sequence of losses. */
-function scriptedTask(valLosses: number[]): { task: StageTask; w: tf.Variable; weightsAtVal: number[] } {
+function scriptedTask(valLosses: number[]): { task: StageTask; w: tf.Variable; weightsAtVal: number[]; weightsAtLoss: number[] } {
   const w = tf.variable(tf.scalar(0));
   const optimizer = new AdamW([{ name: 'w', params: new Map([['w', w]]), lrScale: 1 }], { lr: 0.1, weightDecay: 0 });
   const weightsAtVal: number[] = [];
+  const weightsAtLoss: number[] = [];
   let i = 0;
   const task: StageTask = {
     name: 'scripted',
     optimizer,
     batchSize: 1,
     loss: () => {
+      weightsAtLoss.push(w.dataSync()[0]!);
       const total = tf.square(tf.sub(w, 3)) as tf.Scalar;
       return { total, parts: {} };
     },
@@ -26,7 +28,7 @@ function scriptedTask(valLosses: number[]): { task: StageTask; w: tf.Variable; w
     snapshot: () => new Map([['w', tf.clone(w)]]),
     restore: (s) => w.assign(s.get('w')! as tf.Scalar),
   };
-  return { task, w, weightsAtVal };
+  return { task, w, weightsAtVal, weightsAtLoss };
 }
 
 describe('runStage validation handling', () => {
@@ -112,6 +114,36 @@ describe('runStage validation handling', () => {
       // The restore at step 10 went back to step 6's weights, where the stage ends (its budget is spent).
       expect(r.state.finished).toBe('steps');
       expect(task.optimizer.lr).toBeCloseTo(0.05, 10);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('with a weight average validates the average, restores it with the weights, and ends the stage on the kept average', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'loop-'));
+    try {
+      // baseline 10, 9 (kept, step 2), 9.5 at step 4 (restore): the stage ends on step 2's average.
+      const { task, w, weightsAtVal, weightsAtLoss } = scriptedTask([10, 9, 9.5]);
+      const average = new WeightAverage(new Map([[w.name, w]]), 0.5);
+      const r = await runStage(task, initialLoopState(0.1, 0), null, { saveLast: async () => {}, saveBest: async () => {} }, {
+        budget: { steps: 4 },
+        valEvery: 2,
+        checkpointMinutes: 1000,
+        metricsFile: join(dir, 'metrics.jsonl'),
+        progress: false,
+        shouldStop: () => false,
+        average,
+      });
+      // Raw weights after steps 1 and 2 are what the loss saw at steps 2 and 3.
+      const [w1, w2] = [weightsAtLoss[1]!, weightsAtLoss[2]!];
+      const a1 = 0.1 * 0 + 0.9 * w1; // decay min(0.5, 1/10)
+      const a2 = (2 / 11) * a1 + (9 / 11) * w2; // decay min(0.5, 2/11)
+      expect(weightsAtVal[1]!).toBeCloseTo(a2, 6);
+      expect(weightsAtVal[1]!).toBeLessThan(w2); // the average lags weights moving toward 3
+      expect(r.state.averageUpdates).toBe(2); // restored with the kept model (it had 2 updates)
+      expect(r.state.finished).toBe('steps');
+      expect(w.dataSync()[0]).toBeCloseTo(a2, 6);
+      average.dispose();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

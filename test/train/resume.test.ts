@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { readSafetensors } from '../../src/model/index.js';
 import { DEFAULT_OPTIONS, trainModel, type TrainOptions } from '../../src/train/index.js';
 
-function options(out: string): TrainOptions {
+function options(out: string, emaDecay = 0): TrainOptions {
   return {
     ...DEFAULT_OPTIONS,
     dataset: 'iclevr',
@@ -23,6 +23,7 @@ function options(out: string): TrainOptions {
     imageSize: 16,
     checkpointMinutes: 1000,
     progress: false,
+    emaDecay,
   };
 }
 
@@ -35,22 +36,37 @@ function trainLines(out: string): { step: number; loss: number; cursor: number }
 }
 
 describe('interrupt and resume', () => {
-  it('a run stopped after 2 steps and resumed ends in the same state as an uninterrupted run', async () => {
+  it.each([
+    ['without a weight average', 0],
+    ['with a weight average (--ema-decay)', 0.9],
+  ])('a run stopped after 2 steps and resumed ends in the same state as an uninterrupted run, %s', async (_, emaDecay) => {
     const root = mkdtempSync(join(tmpdir(), 'train-resume-'));
     try {
       const a = join(root, 'a');
       const b = join(root, 'b');
-      const ra = await trainModel(options(a));
+      const ra = await trainModel(options(a, emaDecay));
       expect(ra.interrupted).toBe(false);
       expect(ra.steps).toEqual([4]);
 
       let polls = 0;
-      const rb1 = await trainModel(options(b), { shouldStop: () => ++polls > 2 });
+      const rb1 = await trainModel(options(b, emaDecay), { shouldStop: () => ++polls > 2 });
       expect(rb1.interrupted).toBe(true);
       const stopped = JSON.parse(readFileSync(join(b, 'last', 'trainer.json'), 'utf8')) as { loop: { step: number; cursor: number; adamStep: number } };
       expect(stopped.loop).toMatchObject({ step: 2, cursor: 8, adamStep: 2 });
+      if (emaDecay > 0) {
+        // The model files hold the average; raw.safetensors the optimised weights, which differ from it.
+        expect(stopped.loop).toMatchObject({ averageUpdates: 2 });
+        const model = await readSafetensors(join(b, 'last', 'model.safetensors'));
+        const raw = await readSafetensors(join(b, 'last', 'raw.safetensors'));
+        expect(raw.size).toBeGreaterThan(0);
+        let differ = 0;
+        for (const [k, t] of raw) t.data.forEach((x, i) => (differ = Math.max(differ, Math.abs(x - model.get(k)!.data[i]!))));
+        expect(differ).toBeGreaterThan(1e-4);
+      } else {
+        expect(existsSync(join(b, 'last', 'raw.safetensors'))).toBe(false);
+      }
 
-      const rb2 = await trainModel({ ...options(b), resume: true });
+      const rb2 = await trainModel({ ...options(b, emaDecay), resume: true });
       expect(rb2.interrupted).toBe(false);
       expect(rb2.steps).toEqual([4]);
 
