@@ -12,11 +12,33 @@ const bool = z
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
 /**
- * Sampling settings of a turn that sets none: the paper's guidance scales (phi 3, psi 2) with 50 DDIM steps instead
- * of its 250, which a CPU cannot serve interactively. `npm run eval` uses the same defaults, so its scores are the
- * server's.
+ * Sampling settings of a turn that sets none, when neither the server's configuration nor the model's checkpoint
+ * (`sampling` in its config.json: the settings its model card measured best) gives one: the paper's guidance scales
+ * (phi 3, psi 2) with 50 DDIM steps instead of its 250, which a CPU cannot serve interactively.
  */
 export const TURN_DEFAULTS = { steps: 50, guidanceScale: 3, icmGuidanceScale: 2 } as const;
+
+export interface TurnSettings {
+  steps: number;
+  guidanceScale: number;
+  icmGuidanceScale: number;
+}
+
+/**
+ * The settings a turn that sets none gets: the server's configuration (DEFAULT_* variables) over the model's
+ * recommendation over TURN_DEFAULTS. `npm run eval` resolves its defaults the same way, so its scores are the
+ * server's.
+ */
+export function resolveTurnDefaults(
+  config: Pick<Config, 'defaultSteps' | 'defaultGuidanceScale' | 'defaultIcmGuidanceScale'> | null,
+  recommended: Partial<TurnSettings> = {},
+): TurnSettings {
+  return {
+    steps: config?.defaultSteps ?? recommended.steps ?? TURN_DEFAULTS.steps,
+    guidanceScale: config?.defaultGuidanceScale ?? recommended.guidanceScale ?? TURN_DEFAULTS.guidanceScale,
+    icmGuidanceScale: config?.defaultIcmGuidanceScale ?? recommended.icmGuidanceScale ?? TURN_DEFAULTS.icmGuidanceScale,
+  };
+}
 
 /** Limits that protect the server; each violation is a typed GraphQL error (see src/graphql/errors.ts). */
 const LimitsSchema = z.object({
@@ -57,10 +79,10 @@ const ConfigSchema = z.object({
   /** Denoise ready turns of different sessions together in one batch. */
   batching: bool.default(true),
   maxBatchSize: int(1, 256).default(8),
-  /** Generation defaults for turns that do not set their own. */
-  defaultSteps: int(1, 10_000).default(TURN_DEFAULTS.steps),
-  defaultGuidanceScale: z.coerce.number().min(0).max(100).default(TURN_DEFAULTS.guidanceScale),
-  defaultIcmGuidanceScale: z.coerce.number().min(0).max(100).default(TURN_DEFAULTS.icmGuidanceScale),
+  /** Generation defaults for turns that do not set their own; unset: the model's recommendation (resolveTurnDefaults). */
+  defaultSteps: int(1, 10_000).optional(),
+  defaultGuidanceScale: z.coerce.number().min(0).max(100).optional(),
+  defaultIcmGuidanceScale: z.coerce.number().min(0).max(100).optional(),
   /** A socket whose unsent data exceeds this many bytes gets only the latest preview frame. */
   wsHighWaterMarkBytes: int(0, 1 << 30).default(256 * 1024),
   /** How long SIGTERM waits for in-flight work before closing anyway. */

@@ -11,7 +11,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { TURN_DEFAULTS } from '../config/index.js';
+import { resolveTurnDefaults } from '../config/index.js';
 import { loadCheckpoint } from '../model/index.js';
 import { loadDetector } from './detector.js';
 import { contactSheet } from './contactSheet.js';
@@ -22,7 +22,9 @@ import { CliError, Progress, fmtMs, initBackendFromArgs, loadEpisodesArg, num, o
 
 const USAGE = `usage: npm run eval -- --model CHECKPOINT --episodes FILE [--limit N] [--teacher-forced] [--steps K]
   [--guidance PHI] [--icm-guidance PSI] [--seed S] [--batch B] [--detector DIR] [--out DIR] [--json]
-  [--codraw-dir DIR] [--backend auto|native-cpu|cpu|tensorflow] [--sheet-episodes N] [--reencode-reference]`;
+  [--codraw-dir DIR] [--backend auto|native-cpu|cpu|tensorflow] [--sheet-episodes N] [--reencode-reference]
+  --steps / --guidance / --icm-guidance default to the checkpoint's recommended sampling settings (config.json's
+  "sampling", as the server), else 50 steps, phi 3, psi 2`;
 
 function table(r: ModelEvalReport): string {
   const f = (v: number) => v.toFixed(4).padStart(9);
@@ -69,9 +71,12 @@ async function main(): Promise<void> {
   const limit = optNum(a.limit, 'limit', { int: true, min: 1 });
   const teacherForced = a['teacher-forced'] === true;
   const sheetEpisodes = num(a['sheet-episodes'], 'sheet-episodes', 8, { int: true, min: 1 });
-  const steps = num(a.steps, 'steps', TURN_DEFAULTS.steps, { int: true, min: 1 });
-  const guidanceScale = num(a.guidance, 'guidance', TURN_DEFAULTS.guidanceScale, { min: 0 });
-  const icmGuidanceScale = num(a['icm-guidance'], 'icm-guidance', TURN_DEFAULTS.icmGuidanceScale, { min: 0 });
+  // Unset: the model's recommended sampling settings, else TURN_DEFAULTS (the server resolves them alike).
+  const asked = {
+    defaultSteps: optNum(a.steps, 'steps', { int: true, min: 1 }),
+    defaultGuidanceScale: optNum(a.guidance, 'guidance', { min: 0 }),
+    defaultIcmGuidanceScale: optNum(a['icm-guidance'], 'icm-guidance', { min: 0 }),
+  };
   const seed = num(a.seed, 'seed', 0, { int: true });
   const batchSize = num(a.batch, 'batch', 4, { int: true, min: 1 });
   const json = a.json === true;
@@ -92,6 +97,7 @@ async function main(): Promise<void> {
   const log = (s: string) => process.stderr.write(s + '\n');
   log(`backend ${backend.name} (${backend.device}, ${backend.threads} threads)`);
   const model = await loadCheckpoint(modelDir);
+  const { steps, guidanceScale, icmGuidanceScale } = resolveTurnDefaults(asked, model.config.sampling);
   const detector = await loadDetector(detectorDir);
   if (detector.config.dataset !== dataset) throw new CliError(`${detectorDir} is a ${detector.config.dataset} detector, episodes are ${dataset}`);
   const totalTurns = episodes.reduce((s, e) => s + e.turns.length, 0);

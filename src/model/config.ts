@@ -29,6 +29,19 @@ export interface ModelConfig {
   latent: { channels: number; downFactor: number } | null;
   /** Seed of the initial weights. */
   seed: number;
+  /**
+   * Sampling settings measured best for these weights (set on export, see the model card); a server or
+   * `npm run eval` uses them for turns that set none, unless its own configuration sets them. Absent: the paper's.
+   */
+  sampling?: SamplingDefaults;
+}
+
+export interface SamplingDefaults {
+  steps?: number;
+  /** Classifier-free guidance scale phi. */
+  guidanceScale?: number;
+  /** ICM guidance scale psi. */
+  icmGuidanceScale?: number;
 }
 
 /** Training and sampling defaults from the paper (Sec. 4.2). */
@@ -138,6 +151,12 @@ export function validateModelConfig(c: ModelConfig): void {
   }
   if (!c.noisyVision.timeConditioned) throw new Error('the noisy image encoder must be time-conditioned');
   if (c.diffusion.schedule !== 'cosine') throw new Error(`unknown schedule ${c.diffusion.schedule}`);
+  const s = c.sampling ?? {};
+  if (s.steps !== undefined && !(Number.isInteger(s.steps) && s.steps >= 1)) throw new Error(`sampling.steps must be a positive integer, got ${s.steps}`);
+  for (const k of ['guidanceScale', 'icmGuidanceScale'] as const) {
+    const v = s[k];
+    if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new Error(`sampling.${k} must be a number >= 0, got ${v}`);
+  }
   for (const m of c.unet.channelMult) {
     if ((m * c.unet.modelChannels) % c.unet.groups !== 0) throw new Error(`U-Net width ${m * c.unet.modelChannels} not divisible by ${c.unet.groups} groups`);
   }

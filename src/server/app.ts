@@ -3,7 +3,7 @@
  * engine around the sessions service's hooks, and the server. main.ts, the tests and the benchmark all start it so.
  */
 import path from 'node:path';
-import type { Config } from '../config/index.js';
+import { resolveTurnDefaults, type Config } from '../config/index.js';
 import { codrawBackground, encodePng, iclevrBackground, type RgbImage } from '../data/index.js';
 import { createEngine, type BatchInfo } from '../engine/index.js';
 import { loadCheckpoint, type CddIcm } from '../model/index.js';
@@ -37,10 +37,14 @@ export async function startApp(o: AppOptions): Promise<RunningServer & { model: 
     }
   }
   const loaded = model;
+  // The checkpoint's measured sampling settings apply unless the configuration sets its own.
+  const turnDefaults = resolveTurnDefaults(config, loaded.config.sampling);
+  log.info({ turnDefaults, recommended: loaded.config.sampling ?? null }, 'turn defaults');
   const server = await startServer({
     config,
     modelName: `${loaded.config.name} (${path.basename(config.modelPath)})`,
     canvasSize: loaded.config.imageSize,
+    turnDefaults,
     background: datasetBackground,
     encodePng,
     createEngine: (hooks) =>

@@ -11,7 +11,7 @@ import { expressMiddleware } from '@as-integrations/express5';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { WebSocketServer } from 'ws';
 import type { DocumentNode, GraphQLSchema } from 'graphql';
-import type { Config } from '../config/index.js';
+import { resolveTurnDefaults, type Config, type TurnSettings } from '../config/index.js';
 import { partLogger } from '../log/index.js';
 import {
   buildSchema,
@@ -47,6 +47,8 @@ export interface ServerOptions {
   modelName: string;
   /** Side of the square canvas the model draws. */
   canvasSize: number;
+  /** Settings of a turn that sets none (default: the configuration's, else TURN_DEFAULTS). */
+  turnDefaults?: TurnSettings;
   /** The empty canvas of a dataset. */
   background(dataset: string, size: number): RgbImage;
   encodePng(image: RgbImage): Buffer;
@@ -85,6 +87,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     config,
     modelName: o.modelName,
     canvasSize: o.canvasSize,
+    turnDefaults: o.turnDefaults ?? resolveTurnDefaults(config),
     background: o.background,
     encodePng: o.encodePng,
   });

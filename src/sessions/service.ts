@@ -6,7 +6,7 @@
  * refused operation writes nothing and concurrent submissions cannot overshoot the per-session queue limit.
  */
 import crypto from 'node:crypto';
-import type { Config } from '../config/index.js';
+import type { Config, TurnSettings } from '../config/index.js';
 import { decodePng, type RgbImage } from '../data/index.js';
 import { partLogger } from '../log/index.js';
 import type { Db } from './db.js';
@@ -109,6 +109,8 @@ export interface SessionsServiceOptions {
   modelName: string;
   /** Side of the square canvas the model draws. */
   canvasSize: number;
+  /** Settings of a turn that sets none (resolveTurnDefaults: configuration, then the model's recommendation). */
+  turnDefaults: TurnSettings;
   /** The empty canvas of a dataset. */
   background(dataset: string, size: number): RgbImage;
   encodePng(image: RgbImage): Buffer;
@@ -383,9 +385,9 @@ export class SessionsService implements EngineHooks {
             authorId: me.id,
             instruction,
             text,
-            steps: input.steps ?? this.config.defaultSteps,
-            guidanceScale: input.guidanceScale ?? this.config.defaultGuidanceScale,
-            icmGuidanceScale: input.icmGuidanceScale ?? this.config.defaultIcmGuidanceScale,
+            steps: input.steps ?? this.opts.turnDefaults.steps,
+            guidanceScale: input.guidanceScale ?? this.opts.turnDefaults.guidanceScale,
+            icmGuidanceScale: input.icmGuidanceScale ?? this.opts.turnDefaults.icmGuidanceScale,
             seed: input.seed ?? crypto.randomInt(0, 2 ** 31 - 1),
             parentTurnId: s.headTurnId,
             queueSeq: (last._max.queueSeq ?? 0) + 1,

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { initBackend, parseBackendFlag } from '../backend/index.js';
-import { loadCheckpoint, saveCheckpoint } from '../model/index.js';
+import { loadCheckpoint, saveCheckpoint, validateModelConfig, type SamplingDefaults } from '../model/index.js';
 import { DEFAULT_OPTIONS, train, type StageArg, type TrainOptions } from './trainer.js';
 
 const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae --out <folder> [options]
@@ -38,7 +38,10 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
   --backend NAME        tensor backend: auto, native-cpu, cpu, tensorflow
 
        npm run train -- --export <checkpoint folder> --out <folder> [--dtype float16|float32]
-  copies a model checkpoint (weights, config, tokenizer, embedded autoencoder) for shipping, float16 by default
+                        [--default-steps N] [--default-guidance PHI] [--default-icm-guidance PSI]
+  copies a model checkpoint (weights, config, tokenizer, embedded autoencoder) for shipping, float16 by default;
+  --default-* record the sampling settings measured best for it (config.json "sampling"): the server and
+  npm run eval use them for turns that set none, unless their own configuration sets them
 `;
 
 function num(v: string | undefined, name: string): number | undefined {
@@ -162,16 +165,34 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
 async function exportModel(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { export: { type: 'string' }, out: { type: 'string' }, dtype: { type: 'string' }, backend: { type: 'string' } },
+    options: {
+      export: { type: 'string' },
+      out: { type: 'string' },
+      dtype: { type: 'string' },
+      backend: { type: 'string' },
+      'default-steps': { type: 'string' },
+      'default-guidance': { type: 'string' },
+      'default-icm-guidance': { type: 'string' },
+    },
     strict: true,
   });
-  if (!values.export || !values.out) throw new Error('usage: --export <checkpoint folder> --out <folder> [--dtype float16|float32]');
+  if (!values.export || !values.out) throw new Error('usage: --export <checkpoint folder> --out <folder> [--dtype float16|float32] [--default-guidance PHI] ...');
   const dtype = values.dtype ?? 'float16';
   if (dtype !== 'float16' && dtype !== 'float32') throw new Error('--dtype must be float16 or float32');
+  const sampling: SamplingDefaults = {};
+  const steps = num(values['default-steps'], 'default-steps');
+  const guidanceScale = num(values['default-guidance'], 'default-guidance');
+  const icmGuidanceScale = num(values['default-icm-guidance'], 'default-icm-guidance');
+  if (steps !== undefined) sampling.steps = steps;
+  if (guidanceScale !== undefined) sampling.guidanceScale = guidanceScale;
+  if (icmGuidanceScale !== undefined) sampling.icmGuidanceScale = icmGuidanceScale;
   await initBackend(parseBackendFlag(argv, process.env));
   const model = await loadCheckpoint(values.export);
+  // Settings not given keep the source checkpoint's recommendation (if any).
+  if (Object.keys(sampling).length) model.config.sampling = { ...model.config.sampling, ...sampling };
+  validateModelConfig(model.config);
   await saveCheckpoint(model, values.out, { dtype });
-  process.stdout.write(JSON.stringify({ exported: values.export, to: values.out, dtype, params: model.parameterCount() }) + '\n');
+  process.stdout.write(JSON.stringify({ exported: values.export, to: values.out, dtype, params: model.parameterCount(), sampling: model.config.sampling ?? null }) + '\n');
   model.dispose();
 }
 

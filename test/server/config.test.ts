@@ -1,15 +1,16 @@
 /** Configuration: read once from the environment and flags, validated, with defaults. */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, databaseTarget, loadConfig } from '../../src/config/index.js';
+import { ConfigError, databaseTarget, loadConfig, resolveTurnDefaults } from '../../src/config/index.js';
 
 describe('loadConfig', () => {
   it('has defaults for everything', () => {
     const c = loadConfig({}, []);
     expect(c).toMatchObject({ host: '127.0.0.1', port: 4000, modelPath: 'models/iclevr-default', backend: 'auto', batching: true, previewEvery: 5 });
     expect(c.limits.maxQueuedTurnsPerSession).toBe(8);
-    // The scores in README / model cards are measured at these (npm run eval's defaults): the paper's phi and psi.
-    expect(c).toMatchObject({ defaultSteps: 50, defaultGuidanceScale: 3, defaultIcmGuidanceScale: 2 });
+    // Turn defaults are unset, so the model's recommendation (else the paper's phi and psi at 50 steps) applies.
+    expect(c.defaultGuidanceScale).toBeUndefined();
+    expect(resolveTurnDefaults(c)).toEqual({ steps: 50, guidanceScale: 3, icmGuidanceScale: 2 });
     expect(databaseTarget(c)).toEqual({ kind: 'sqlite', file: path.resolve('data', 'codraw.db') });
   });
 
@@ -22,6 +23,13 @@ describe('loadConfig', () => {
     expect(c.limits.maxTextLength).toBe(12);
     expect(databaseTarget(c)).toEqual({ kind: 'postgres', url: 'postgres://u@h/db' });
     expect(loadConfig({}, ['--no-batching']).batching).toBe(false);
+  });
+
+  it('turn defaults: the configuration over the model\'s recommendation over the paper\'s', () => {
+    const recommended = { guidanceScale: 5, steps: 30 };
+    expect(resolveTurnDefaults(loadConfig({}, []), recommended)).toEqual({ steps: 30, guidanceScale: 5, icmGuidanceScale: 2 });
+    const set = loadConfig({ DEFAULT_GUIDANCE_SCALE: '1.5', DEFAULT_ICM_GUIDANCE_SCALE: '0' }, []);
+    expect(resolveTurnDefaults(set, recommended)).toEqual({ steps: 30, guidanceScale: 1.5, icmGuidanceScale: 0 });
   });
 
   it('refuses bad values with a message naming the setting', () => {

@@ -1,0 +1,65 @@
+/**
+ * A turn that sets no generation settings gets the server's configured defaults, else the checkpoint's recommended
+ * ones (config.json "sampling", written by `npm run train -- --export ... --default-guidance`), else the paper's.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createSession, startTestServer, tempDir, tinyCheckpoint, type TestServer } from './harness.js';
+
+const SUBMIT_SETTINGS = /* GraphQL */ `
+  mutation($input: SubmitTurnInput!) { submitTurn(input: $input) { settings { steps guidanceScale icmGuidanceScale } } }`;
+
+async function checkpointRecommending(sampling: Record<string, number>): Promise<string> {
+  const dir = tempDir('codraw-ckpt-rec-');
+  const src = await tinyCheckpoint();
+  for (const f of fs.readdirSync(src)) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+  const file = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as { config: Record<string, unknown> };
+  file.config.sampling = sampling;
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(file));
+  return dir;
+}
+
+async function settingsOfATurn(s: TestServer, extra: Record<string, unknown> = {}): Promise<{ steps: number; guidanceScale: number; icmGuidanceScale: number }> {
+  const { sessionId, teller } = await createSession(s);
+  const d = await s.ok<{ submitTurn: { settings: { steps: number; guidanceScale: number; icmGuidanceScale: number } } }>(
+    SUBMIT_SETTINGS,
+    { input: { sessionId, instruction: 'add a red cube in the middle', ...extra } },
+    teller,
+  );
+  return d.submitTurn.settings;
+}
+
+describe('turn defaults', () => {
+  it('the checkpoint\'s recommendation applies where the configuration sets nothing; the configuration and the turn win', async () => {
+    const modelPath = await checkpointRecommending({ steps: 3, guidanceScale: 4.5, icmGuidanceScale: 0.5 });
+    // The harness configures no guidance scales: the model's apply, and its steps give way to none.
+    const s = await startTestServer({ modelPath, defaultSteps: undefined });
+    try {
+      expect(await settingsOfATurn(s)).toEqual({ steps: 3, guidanceScale: 4.5, icmGuidanceScale: 0.5 });
+      expect(await settingsOfATurn(s, { guidanceScale: 1, steps: 2 })).toEqual({ steps: 2, guidanceScale: 1, icmGuidanceScale: 0.5 });
+    } finally {
+      await s.stop();
+    }
+    const configured = await startTestServer({ modelPath, defaultSteps: 2, defaultGuidanceScale: 2.5 });
+    try {
+      expect(await settingsOfATurn(configured)).toEqual({ steps: 2, guidanceScale: 2.5, icmGuidanceScale: 0.5 });
+    } finally {
+      await configured.stop();
+    }
+  });
+
+  it('a checkpoint without a recommendation samples at the paper\'s guidance scales', async () => {
+    const s = await startTestServer();
+    try {
+      expect(await settingsOfATurn(s)).toEqual({ steps: 4, guidanceScale: 3, icmGuidanceScale: 2 });
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('a checkpoint with a bad recommendation does not load', async () => {
+    const modelPath = await checkpointRecommending({ guidanceScale: -2 });
+    await expect(startTestServer({ modelPath })).rejects.toThrow(/sampling.guidanceScale must be a number >= 0/);
+  });
+});
