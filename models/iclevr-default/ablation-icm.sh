@@ -20,6 +20,6 @@ E=runs/iclevr-val.jsonl
 for arm in with-icm without-icm; do
   mkdir -p runs/eval/abl-$arm
   npx tsx src/eval/cli.ts --model runs/abl-$arm/model --episodes $E --out runs/eval/abl-$arm --json --limit 40 --batch 20 \
-    --steps 50 --icm-guidance 0 --reencode-reference 2>runs/eval/abl-$arm/stderr.log | tail -1 > runs/eval/abl-$arm/out.json
+    --steps 50 --guidance 3 --icm-guidance 0 --reencode-reference 2>runs/eval/abl-$arm/stderr.log | tail -1 > runs/eval/abl-$arm/out.json
   echo "abl-$arm $(cat runs/eval/abl-$arm/out.json)"
 done
