@@ -82,7 +82,7 @@ export interface TurnProgressFrame {
 }
 
 /** What `engineStatus` reports: the engine's status with the batching settings always present. */
-export type EngineStatusRecord = Omit<EngineStatusInfo, 'batching' | 'maxBatchSize'> & { batching: boolean; maxBatchSize: number };
+export type EngineStatusRecord = Omit<EngineStatusInfo, 'batching' | 'maxBatchSize'> & { batching: boolean; maxBatchSize: number; turnDefaults: TurnSettings };
 
 export interface CreateSessionInput {
   title: string;
@@ -752,7 +752,7 @@ export class SessionsService implements EngineHooks {
 
   engineStatus(): EngineStatusRecord {
     const s = this.requireEngine().status();
-    return { ...s, batching: this.config.batching, maxBatchSize: this.config.maxBatchSize };
+    return { ...s, batching: this.config.batching, maxBatchSize: this.config.maxBatchSize, turnDefaults: this.opts.turnDefaults };
   }
 
   // ---------------------------------------------------------------- subscriptions

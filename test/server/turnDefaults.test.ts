@@ -37,6 +37,8 @@ describe('turn defaults', () => {
     const s = await startTestServer({ modelPath, defaultSteps: undefined });
     try {
       expect(await settingsOfATurn(s)).toEqual({ steps: 3, guidanceScale: 4.5, icmGuidanceScale: 0.5 });
+      const status = await s.ok<{ engineStatus: { turnDefaults: unknown } }>(`{ engineStatus { turnDefaults { steps guidanceScale icmGuidanceScale } } }`);
+      expect(status.engineStatus.turnDefaults).toEqual({ steps: 3, guidanceScale: 4.5, icmGuidanceScale: 0.5 });
       expect(await settingsOfATurn(s, { guidanceScale: 1, steps: 2 })).toEqual({ steps: 2, guidanceScale: 1, icmGuidanceScale: 0.5 });
     } finally {
       await s.stop();
