@@ -35,7 +35,8 @@ COMMON="--dataset iclevr --train-episodes 6000 --val-episodes 200 --checkpoint-m
 #    then stage 3 again (the previous release, shipped from runs/iclevr-4/model). It ran in two sessions:
 #    interrupted at 277 steps (Ctrl-C / session end; resumed from runs/iclevr-4/last), and the budget was cut from
 #    240 to 91 minutes on a resume to leave time for evaluation.
-npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small --init runs/iclevr-3/model --out runs/iclevr-4 --resume \
+[ -f runs/iclevr-4/model/config.json ] || npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small \
+  --init runs/iclevr-3/model --out runs/iclevr-4 --resume \
   --minutes 91 --split 0,0.92,0.08 --lr 2e-4 --batch 16 --val-every 400 --val-batches 12 --seed 4
 
 # 6. Not in the shipped lineage (a remedy tried, MODEL_CARD.md "Where RSIM is lost"): stage 2 continued with P2
@@ -64,9 +65,18 @@ npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small --init runs/iclevr-3
 
 # 10. Stage 2 and 3 from that kept model, with --val-patience 3 (a restore only after three worse validations in
 #     a row): every stage-2 validation improved; stage 3 waited once (step 1200) and improved at the next.
-npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small --init runs/iclevr-12/best --out runs/iclevr-13 \
-  --resume --minutes 60 --split 0,0.85,0.15 --lr 2.5e-5 --batch 16 --val-every 400 --val-patience 3 \
-  --val-batches 24 --seed 13 --p2-gamma 1 --icm-hard-negatives
+[ -f runs/iclevr-13/model/config.json ] || npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small \
+  --init runs/iclevr-12/best --out runs/iclevr-13 --resume --minutes 60 --split 0,0.85,0.15 --lr 2.5e-5 \
+  --batch 16 --val-every 400 --val-patience 3 --val-batches 24 --seed 13 --p2-gamma 1 --icm-hard-negatives
+#     (runs/iclevr-13/model was the second release, shipped at commit ab5b221.)
 
-# 11. Ship it (float16).
-npx tsx src/train/cli.ts --export runs/iclevr-13/model --out models/iclevr-default --dtype float16
+# 11. Stage 2 and 3 again from it, validating, keeping and saving a moving average of the weights (--ema-decay
+#     0.999; validation then judges the average), lr 3e-5: every stage-2 validation but the first improved
+#     (0.01288 -> 0.00650), stage 3 waited once (step 1600) and improved at the next.
+[ -f runs/iclevr-15/model/config.json ] || npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small \
+  --init runs/iclevr-13/model --out runs/iclevr-15 --resume --minutes 75 --split 0,0.8,0.2 --lr 3e-5 --batch 16 \
+  --val-every 400 --val-patience 3 --val-batches 24 --seed 15 --p2-gamma 1 --icm-hard-negatives --ema-decay 0.999
+
+# 12. Ship it (float16), recording phi = 5 as its sampling default (chosen on train-split tune episodes,
+#     MODEL_CARD.md "Choosing phi").
+npx tsx src/train/cli.ts --export runs/iclevr-15/model --out models/iclevr-default --dtype float16 --default-guidance 5
