@@ -393,6 +393,7 @@ export async function trainModel(o: TrainOptions, control: TrainControl = {}): P
         average = new WeightAverage(stageNames(optimizer), o.emaDecay, st.loop.averageUpdates ?? 0);
         if (resumeRaw) assignNamed(stageParams, resumeRaw);
       }
+      if (resumeRaw && !average) log.warn({ from: lastDir }, 'the checkpoint was saved with --ema-decay: without it the run continues from the average, not the optimised weights');
       resumeRaw = null;
       // The kept model of a resumed stage is read back from best/ (same stage only).
       let best: BestSnapshot | null = null;
