@@ -210,6 +210,6 @@ async function main(): Promise<void> {
 
 main().catch((e: unknown) => {
   process.stderr.write(`train: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-  process.stderr.write('a checkpoint (if any) is in <out>/last: rerun with --resume to continue\n');
+  if (!process.argv.includes('--export')) process.stderr.write('a checkpoint (if any) is in <out>/last: rerun with --resume to continue\n');
   process.exit(1);
 });

@@ -137,6 +137,7 @@ describe('CLIs', () => {
     const refused = spawnSync(process.execPath, ['--import', 'tsx', join('src', 'train', 'cli.ts'), '--export', modelDir(), '--out', join(dir, 'never'), '--default-guidance=-1'], { encoding: 'utf8', env: { ...process.env, LOG_LEVEL: 'silent' } });
     expect(refused.status).toBe(1);
     expect(refused.stderr).toContain('sampling.guidanceScale must be a number >= 0');
+    expect(refused.stderr).not.toContain('--resume'); // an export has no training checkpoint to point at
     expect(existsSync(join(dir, 'never', 'config.json'))).toBe(false);
   });
 
