@@ -3,7 +3,19 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { AdamW, WeightAverage, initialLoopState, runStage, type StageTask } from '../../src/train/index.js';
+import { AdamW, WeightAverage, initialLoopState, runStage, type LoopOptions, type StageTask } from '../../src/train/index.js';
+
+/** runStage from a fresh state with quiet defaults (no progress bar, no timed checkpoints); metrics go to `dir`. */
+function runScripted(task: StageTask, dir: string, over: Partial<LoopOptions> & Pick<LoopOptions, 'budget'>, onBest: () => void = () => {}) {
+  return runStage(task, initialLoopState(0.1, 0), null, { saveLast: async () => {}, saveBest: async () => void onBest() }, {
+    valEvery: 2,
+    checkpointMinutes: 1000,
+    metricsFile: join(dir, 'metrics.jsonl'),
+    progress: false,
+    shouldStop: () => false,
+    ...over,
+  });
+}
 
 /** One weight pulled toward 3 by a quadratic; validation returns a scripted sequence of losses. */
 function scriptedTask(valLosses: number[]): { task: StageTask; w: tf.Variable; weightsAtVal: number[]; weightsAtLoss: number[] } {
@@ -38,14 +50,7 @@ describe('runStage validation handling', () => {
       // baseline 10 (kept), 9 (kept, at step 2), then worse five times.
       const { task, w, weightsAtVal } = scriptedTask([10, 9, 9.5, 9.6, 9.7, 9.8, 9.9]);
       let bestSaves = 0;
-      const r = await runStage(task, initialLoopState(0.1, 0), null, { saveLast: async () => {}, saveBest: async () => void bestSaves++ }, {
-        budget: { steps: 100 },
-        valEvery: 2,
-        checkpointMinutes: 1000,
-        metricsFile: join(dir, 'metrics.jsonl'),
-        progress: false,
-        shouldStop: () => false,
-      });
+      const r = await runScripted(task, dir, { budget: { steps: 100 } }, () => void bestSaves++);
       expect(r.state.finished).toBe('restores');
       expect(r.state.step).toBe(12); // validations at 0 (baseline), 2, 4, 6, 8, 10, 12
       expect(r.state.validation.restores).toBe(5);
@@ -71,14 +76,7 @@ describe('runStage validation handling', () => {
     const dir = mkdtempSync(join(tmpdir(), 'loop-'));
     try {
       const { task, w } = scriptedTask([10, 8, 9]); // the last validation (at the budget end) is worse
-      const r = await runStage(task, initialLoopState(0.1, 0), null, { saveLast: async () => {}, saveBest: async () => {} }, {
-        budget: { steps: 4 },
-        valEvery: 2,
-        checkpointMinutes: 1000,
-        metricsFile: join(dir, 'metrics.jsonl'),
-        progress: false,
-        shouldStop: () => false,
-      });
+      const r = await runScripted(task, dir, { budget: { steps: 4 } });
       expect(r.state.finished).toBe('steps');
       expect(r.state.step).toBe(4);
       // Kept model = the weights after 2 steps of Adam at lr 0.1 from 0 toward 3: about 0.2.
@@ -93,15 +91,7 @@ describe('runStage validation handling', () => {
     try {
       // baseline 10, 9 (kept, step 2), 9.5 (wait: training goes on), 8 (kept, step 6), 8.5, 8.6 (restore).
       const { task, weightsAtVal } = scriptedTask([10, 9, 9.5, 8, 8.5, 8.6]);
-      const r = await runStage(task, initialLoopState(0.1, 0), null, { saveLast: async () => {}, saveBest: async () => {} }, {
-        budget: { steps: 10 },
-        valEvery: 2,
-        valPatience: 2,
-        checkpointMinutes: 1000,
-        metricsFile: join(dir, 'metrics.jsonl'),
-        progress: false,
-        shouldStop: () => false,
-      });
+      const r = await runScripted(task, dir, { budget: { steps: 10 }, valPatience: 2 });
       const vals = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; action?: string; lr?: number });
       const valRows = vals.filter((v) => v.kind === 'val');
       expect(valRows.map((v) => v.action)).toEqual(['improved', 'improved', 'wait', 'improved', 'wait', 'restore']);
@@ -125,15 +115,7 @@ describe('runStage validation handling', () => {
       // baseline 10, 9 (kept, step 2), 9.5 at step 4 (restore): the stage ends on step 2's average.
       const { task, w, weightsAtVal, weightsAtLoss } = scriptedTask([10, 9, 9.5]);
       const average = new WeightAverage(new Map([[w.name, w]]), 0.5);
-      const r = await runStage(task, initialLoopState(0.1, 0), null, { saveLast: async () => {}, saveBest: async () => {} }, {
-        budget: { steps: 4 },
-        valEvery: 2,
-        checkpointMinutes: 1000,
-        metricsFile: join(dir, 'metrics.jsonl'),
-        progress: false,
-        shouldStop: () => false,
-        average,
-      });
+      const r = await runScripted(task, dir, { budget: { steps: 4 }, average });
       // Raw weights after steps 1 and 2 are what the loss saw at steps 2 and 3.
       const [w1, w2] = [weightsAtLoss[1]!, weightsAtLoss[2]!];
       const a1 = 0.1 * 0 + 0.9 * w1; // decay min(0.5, 1/10)
