@@ -3,8 +3,10 @@
  *   [--steps N] [--minutes M] [--batch B] [--lr X] [--resume] ...`   (run with --help for every option)
  */
 import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, parseBackendFlag } from '../backend/index.js';
 import { loadCheckpoint, saveCheckpoint, validateModelConfig, type SamplingDefaults } from '../model/index.js';
+import { readRawWeights } from './checkpointIo.js';
 import { DEFAULT_OPTIONS, train, type StageArg, type TrainOptions } from './trainer.js';
 
 const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae --out <folder> [options]
@@ -38,8 +40,10 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
   --backend NAME        tensor backend: auto, native-cpu, cpu, tensorflow
 
        npm run train -- --export <checkpoint folder> --out <folder> [--dtype float16|float32]
-                        [--default-steps N] [--default-guidance PHI] [--default-icm-guidance PSI]
+                        [--weights average|raw] [--default-steps N] [--default-guidance PHI] [--default-icm-guidance PSI]
   copies a model checkpoint (weights, config, tokenizer, embedded autoencoder) for shipping, float16 by default;
+  --weights raw exports the optimised weights (raw.safetensors) of a run trained with --ema-decay instead of
+  their average (the model files, the default);
   --default-* record the sampling settings measured best for it (config.json "sampling"): the server and
   npm run eval use them for turns that set none, unless their own configuration sets them
 `;
@@ -169,6 +173,7 @@ async function exportModel(argv: string[]): Promise<void> {
       export: { type: 'string' },
       out: { type: 'string' },
       dtype: { type: 'string' },
+      weights: { type: 'string' },
       backend: { type: 'string' },
       'default-steps': { type: 'string' },
       'default-guidance': { type: 'string' },
@@ -179,6 +184,8 @@ async function exportModel(argv: string[]): Promise<void> {
   if (!values.export || !values.out) throw new Error('usage: --export <checkpoint folder> --out <folder> [--dtype float16|float32] [--default-guidance PHI] ...');
   const dtype = values.dtype ?? 'float16';
   if (dtype !== 'float16' && dtype !== 'float32') throw new Error('--dtype must be float16 or float32');
+  const weights = values.weights ?? 'average';
+  if (weights !== 'average' && weights !== 'raw') throw new Error('--weights must be average or raw');
   const sampling: SamplingDefaults = {};
   const steps = num(values['default-steps'], 'default-steps');
   const guidanceScale = num(values['default-guidance'], 'default-guidance');
@@ -188,11 +195,22 @@ async function exportModel(argv: string[]): Promise<void> {
   if (icmGuidanceScale !== undefined) sampling.icmGuidanceScale = icmGuidanceScale;
   await initBackend(parseBackendFlag(argv, process.env));
   const model = await loadCheckpoint(values.export);
+  if (weights === 'raw') {
+    const raw = await readRawWeights(values.export);
+    if (!raw) throw new Error(`${values.export} has no raw.safetensors: it was saved without --ema-decay, so its model files are the optimised weights (export without --weights raw)`);
+    // raw.safetensors holds the weights the checkpoint's stage trained; the others were frozen, so average = raw.
+    for (const [name, v] of model.namedParameters()) {
+      const r = raw.get(name);
+      if (!r) continue;
+      if (r.shape.join('x') !== v.shape.join('x')) throw new Error(`raw.safetensors: ${name} has shape [${r.shape.join(', ')}], the model [${v.shape.join(', ')}]`);
+      tf.tidy(() => v.assign(tf.tensor(r.data, v.shape)));
+    }
+  }
   // Settings not given keep the source checkpoint's recommendation (if any).
   if (Object.keys(sampling).length) model.config.sampling = { ...model.config.sampling, ...sampling };
   validateModelConfig(model.config);
   await saveCheckpoint(model, values.out, { dtype });
-  process.stdout.write(JSON.stringify({ exported: values.export, to: values.out, dtype, params: model.parameterCount(), sampling: model.config.sampling ?? null }) + '\n');
+  process.stdout.write(JSON.stringify({ exported: values.export, to: values.out, dtype, weights, params: model.parameterCount(), sampling: model.config.sampling ?? null }) + '\n');
   model.dispose();
 }
 
