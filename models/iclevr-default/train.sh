@@ -77,6 +77,15 @@ COMMON="--dataset iclevr --train-episodes 6000 --val-episodes 200 --checkpoint-m
   --init runs/iclevr-13/model --out runs/iclevr-15 --resume --minutes 75 --split 0,0.8,0.2 --lr 3e-5 --batch 16 \
   --val-every 400 --val-patience 3 --val-batches 24 --seed 15 --p2-gamma 1 --icm-hard-negatives --ema-decay 0.999
 
-# 12. Ship it (float16), recording phi = 5 as its sampling default (chosen on train-split tune episodes,
+#     (runs/iclevr-15/model was the third release, shipped at commit 77e72c8 with phi 5 recorded.)
+
+# 12. Stage 2 and 3 once more from it, same recipe, seed 16, 90 minutes: stage-2 validation improved at 400 and
+#     800, then waited twice and restored (step 2000: back to step 800, lr halved), improved at 2400, restored
+#     again at 3600 (lr 7.5e-6) and ended on its best validation at step 4219; stage 3 improved at every validation.
+[ -f runs/iclevr-16/model/config.json ] || npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small \
+  --init runs/iclevr-15/model --out runs/iclevr-16 --resume --minutes 90 --split 0,0.8,0.2 --lr 3e-5 --batch 16 \
+  --val-every 400 --val-patience 3 --val-batches 24 --seed 16 --p2-gamma 1 --icm-hard-negatives --ema-decay 0.999
+
+# 13. Ship it (float16), recording phi = 5 as its sampling default (chosen on train-split tune episodes,
 #     MODEL_CARD.md "Choosing phi").
-npx tsx src/train/cli.ts --export runs/iclevr-15/model --out models/iclevr-default --dtype float16 --default-guidance 5
+npx tsx src/train/cli.ts --export runs/iclevr-16/model --out models/iclevr-default --dtype float16 --default-guidance 5
