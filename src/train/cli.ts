@@ -197,7 +197,7 @@ async function exportModel(argv: string[]): Promise<void> {
   const model = await loadCheckpoint(values.export);
   if (weights === 'raw') {
     const raw = await readRawWeights(values.export);
-    if (!raw) throw new Error(`${values.export} has no raw.safetensors: it was saved without --ema-decay, so its model files are the optimised weights (export without --weights raw)`);
+    if (!raw) throw new Error(`${values.export} has no raw.safetensors (a run without --ema-decay, or a finished stage's folder, which holds only its kept weights): export it without --weights raw`);
     // raw.safetensors holds the weights the checkpoint's stage trained; the others were frozen, so average = raw.
     for (const [name, v] of model.namedParameters()) {
       const r = raw.get(name);
