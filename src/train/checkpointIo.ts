@@ -5,6 +5,7 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
 import { readSafetensors, writeSafetensors } from '../model/index.js';
 import type { NamedArray } from './adamw.js';
 
@@ -53,4 +54,14 @@ export async function readRawWeights(dir: string): Promise<Map<string, NamedArra
   const out = new Map<string, NamedArray>();
   for (const [k, t] of await readSafetensors(file)) out.set(k, { shape: t.shape, data: t.data });
   return out;
+}
+
+/** Assign arrays to the variables of the same name (missing names are left as they are). */
+export function assignNamed(vars: Map<string, tf.Variable>, arrays: Map<string, NamedArray>): void {
+  for (const [k, v] of vars) {
+    const a = arrays.get(k);
+    if (!a) continue;
+    if (a.shape.join('x') !== v.shape.join('x')) throw new Error(`${k}: saved shape [${a.shape.join(', ')}], the model's [${v.shape.join(', ')}]`);
+    tf.tidy(() => v.assign(tf.tensor(a.data, v.shape)));
+  }
 }

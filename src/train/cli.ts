@@ -3,10 +3,9 @@
  *   [--steps N] [--minutes M] [--batch B] [--lr X] [--resume] ...`   (run with --help for every option)
  */
 import { parseArgs } from 'node:util';
-import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, parseBackendFlag } from '../backend/index.js';
 import { loadCheckpoint, saveCheckpoint, validateModelConfig, type SamplingDefaults } from '../model/index.js';
-import { readRawWeights } from './checkpointIo.js';
+import { assignNamed, readRawWeights } from './checkpointIo.js';
 import { DEFAULT_OPTIONS, train, type StageArg, type TrainOptions } from './trainer.js';
 
 const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae --out <folder> [options]
@@ -199,12 +198,7 @@ async function exportModel(argv: string[]): Promise<void> {
     const raw = await readRawWeights(values.export);
     if (!raw) throw new Error(`${values.export} has no raw.safetensors (a run without --ema-decay, or a finished stage's folder, which holds only its kept weights): export it without --weights raw`);
     // raw.safetensors holds the weights the checkpoint's stage trained; the others were frozen, so average = raw.
-    for (const [name, v] of model.namedParameters()) {
-      const r = raw.get(name);
-      if (!r) continue;
-      if (r.shape.join('x') !== v.shape.join('x')) throw new Error(`raw.safetensors: ${name} has shape [${r.shape.join(', ')}], the model [${v.shape.join(', ')}]`);
-      tf.tidy(() => v.assign(tf.tensor(r.data, v.shape)));
-    }
+    assignNamed(model.namedParameters(), raw);
   }
   // Settings not given keep the source checkpoint's recommendation (if any).
   if (Object.keys(sampling).length) model.config.sampling = { ...model.config.sampling, ...sampling };

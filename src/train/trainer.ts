@@ -36,7 +36,7 @@ import {
 } from '../model/index.js';
 import { AdamW, type NamedArray, type ParamGroup } from './adamw.js';
 import { WeightAverage } from './average.js';
-import { readRawWeights, readTrainerState, resolveFolder, writeFolderAtomically, writeRawWeights, writeTrainerState } from './checkpointIo.js';
+import { assignNamed, readRawWeights, readTrainerState, resolveFolder, writeFolderAtomically, writeRawWeights, writeTrainerState } from './checkpointIo.js';
 import {
   ImageSampler,
   TurnSampler,
@@ -228,14 +228,6 @@ function namedArrays(vars: Map<string, tf.Variable>): Map<string, NamedArray> {
   const out = new Map<string, NamedArray>();
   for (const [k, v] of vars) out.set(k, { shape: v.shape, data: v.dataSync() as Float32Array });
   return out;
-}
-
-/** Assign arrays to the variables of the same name (missing names are left as they are). */
-function assignNamed(vars: Map<string, tf.Variable>, arrays: Map<string, NamedArray>): void {
-  for (const [k, v] of vars) {
-    const a = arrays.get(k);
-    if (a) tf.tidy(() => v.assign(tf.tensor(a.data, v.shape)));
-  }
 }
 
 function snapshotOf(vars: Map<string, tf.Variable>): Map<string, tf.Tensor> {
