@@ -26,6 +26,12 @@ export interface TurnBatch {
    * mirrored), or null: extra negatives of L_icm and L_n-icm, so the condition has to encode what tells them apart.
    */
   hardNegativeTexts?: (string | null)[];
+  /**
+   * Per item, the reference already in codec space, read where `referenceLatentMask` is 1 instead of encoding
+   * `reference`: the model's own previous canvas, handed on as a latent as at inference (scheduled sampling).
+   */
+  referenceLatent?: tf.Tensor4D;
+  referenceLatentMask?: tf.Tensor1D;
 }
 
 export interface LossOptions {
@@ -151,6 +157,17 @@ export class CddIcm extends Module {
     return this.encodeCondition(tf.gather(batch.reference, idx), idx.map((i) => h[i]!)).c;
   }
 
+  /** The batch's references in codec space: encoded, or the given latents where the mask says so. */
+  private referenceLatents(batch: TurnBatch): tf.Tensor4D {
+    const encoded = this.encodeImage(batch.reference);
+    const given = batch.referenceLatent;
+    const mask = batch.referenceLatentMask;
+    if (!given || !mask) return encoded;
+    if (given.shape.join() !== encoded.shape.join()) throw new Error(`batch: referenceLatent is ${given.shape.join('x')}, the codec gives ${encoded.shape.join('x')}`);
+    const m = mask.reshape([mask.shape[0], 1, 1, 1]);
+    return tf.add(tf.mul(given, m), tf.mul(encoded, tf.sub(1, m))) as tf.Tensor4D;
+  }
+
   /** Token ids [B, L] for texts. */
   tokenize(texts: string[]): tf.Tensor2D {
     return idsTensor(this.tokenizer.encode(texts));
@@ -235,7 +252,7 @@ export class CddIcm extends Module {
         const c = tf.mul(cond.c, keep.reshape([n, 1])) as tf.Tensor2D;
         const context = tf.mul(cond.context, keep.reshape([n, 1, 1])) as tf.Tensor3D;
         const x0 = this.encodeImage(batch.target);
-        const ref = this.encodeImage(batch.reference);
+        const ref = this.referenceLatents(batch);
         const t = timesteps();
         const noise = tf.randomNormal(x0.shape, 0, 1, 'float32', seed()) as tf.Tensor4D;
         const d = this.diffusion.trainingLosses((xt, tt) => this.denoise(xt, ref, tt, c, context), x0, t, { noise, gamma, p2Gamma: opts.p2Gamma ?? 0 });

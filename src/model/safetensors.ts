@@ -36,7 +36,7 @@ export interface TensorToWrite {
   shape: number[];
   data: ArrayLike<number>;
   /** Overrides the file-wide dtype for this tensor. */
-  dtype?: 'F32' | 'F16' | 'BF16' | 'I64' | 'I32';
+  dtype?: 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8';
 }
 
 export interface WriteOptions {
@@ -201,6 +201,9 @@ function encode(dtype: NonNullable<TensorToWrite['dtype']>, data: ArrayLike<numb
       break;
     case 'I32':
       for (let i = 0; i < count; i++) dv.setInt32(i * 4, Math.round(data[i]!), true);
+      break;
+    case 'U8':
+      for (let i = 0; i < count; i++) bytes[i] = data[i]!;
       break;
   }
   return bytes;

@@ -5,7 +5,10 @@
 import { parseArgs } from 'node:util';
 import { initBackend, parseBackendFlag } from '../backend/index.js';
 import { loadCheckpoint, saveCheckpoint, validateModelConfig, type SamplingDefaults } from '../model/index.js';
+import { resolveTurnDefaults, type TurnSettings } from '../config/index.js';
 import { assignNamed, readRawWeights } from './checkpointIo.js';
+import { loadEpisodeSource } from './data.js';
+import { rolloutSelfReferences } from './selfReferences.js';
 import { DEFAULT_OPTIONS, train, type StageArg, type TrainOptions } from './trainer.js';
 
 const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae --out <folder> [options]
@@ -34,6 +37,8 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
   --image-size S        pixels (default 64)
   --context-length N    text tokens of a fresh model (default: the preset's; CoDraw dialogues want ~96)
   --seed S              data / noise seed (default 0)
+  --self-references F   scheduled sampling: mix the model's own canvases from a rollout file (see --rollouts) into
+                        the batches; --self-reference-rate P: the share of batch slots (default 0.25)
   --resume              continue from out/last (optimizer state and data position included)
   --no-progress         no progress bar
   --backend NAME        tensor backend: auto, native-cpu, cpu, tensorflow
@@ -45,6 +50,12 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
   their average (the model files, the default);
   --default-* record the sampling settings measured best for it (config.json "sampling"): the server and
   npm run eval use them for turns that set none, unless their own configuration sets them
+
+       npm run train -- --rollouts <file> --init <model folder> --dataset iclevr|codraw --train-episodes N --seed S
+                        --count E [--steps N] [--guidance PHI] [--icm-guidance PSI] [--batch B]
+  rolls the model out over E of the run's training episodes (same --dataset, --train-episodes / --train-file and
+  --seed as the training run) turn by turn as at inference (sampling settings: the model's recommended ones unless
+  given) and writes its canvases for --self-references; continues an existing file made with the same settings
 `;
 
 function num(v: string | undefined, name: string): number | undefined {
@@ -87,6 +98,8 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
       'codraw-dir': { type: 'string' },
       autoencoder: { type: 'string' },
       init: { type: 'string' },
+      'self-references': { type: 'string' },
+      'self-reference-rate': { type: 'string' },
       'image-size': { type: 'string' },
       'context-length': { type: 'string' },
       seed: { type: 'string' },
@@ -161,6 +174,10 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
   set('codrawDir', values['codraw-dir']);
   set('autoencoder', values.autoencoder);
   set('init', values.init);
+  set('selfReferences', values['self-references']);
+  set('selfReferenceRate', num(values['self-reference-rate'], 'self-reference-rate'));
+  if (!(o.selfReferenceRate >= 0 && o.selfReferenceRate <= 1)) throw new Error('--self-reference-rate must be in [0, 1]');
+  if (o.selfReferences && stage === 'ae') throw new Error('--self-references applies to the CDD-ICM stages, not to --stage ae');
   return o;
 }
 
@@ -208,8 +225,84 @@ async function exportModel(argv: string[]): Promise<void> {
   model.dispose();
 }
 
+/** `--rollouts FILE --init MODEL ...`: the model's own canvases on training episodes, for --self-references. */
+async function rollouts(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      rollouts: { type: 'string' },
+      init: { type: 'string' },
+      dataset: { type: 'string' },
+      'train-episodes': { type: 'string' },
+      'train-file': { type: 'string' },
+      'codraw-dir': { type: 'string' },
+      seed: { type: 'string' },
+      count: { type: 'string' },
+      steps: { type: 'string' },
+      guidance: { type: 'string' },
+      'icm-guidance': { type: 'string' },
+      batch: { type: 'string' },
+      backend: { type: 'string' },
+    },
+    strict: true,
+  });
+  const dataset = values.dataset;
+  if (dataset !== 'iclevr' && dataset !== 'codraw') throw new Error('--dataset must be iclevr or codraw');
+  if (!values.rollouts || !values.init) throw new Error('usage: --rollouts <file> --init <model folder> --dataset iclevr|codraw --count E ...');
+  const count = num(values.count, 'count');
+  if (count === undefined || !Number.isInteger(count) || count < 1) throw new Error('--count E (episodes to roll out, >= 1) is required');
+  const batch = num(values.batch, 'batch') ?? 16;
+  if (!Number.isInteger(batch) || batch < 1) throw new Error('--batch must be an integer >= 1');
+  const seed = num(values.seed, 'seed') ?? 0;
+  const trainEpisodes = num(values['train-episodes'], 'train-episodes');
+  const episodes = await loadEpisodeSource({
+    dataset,
+    split: 'train',
+    seed,
+    ...(trainEpisodes !== undefined ? { count: trainEpisodes } : {}),
+    ...(values['train-file'] ? { file: values['train-file'] } : {}),
+    ...(values['codraw-dir'] ? { codrawDir: values['codraw-dir'] } : {}),
+  });
+  await initBackend(parseBackendFlag(argv, process.env));
+  const model = await loadCheckpoint(values.init);
+  const asked: Partial<TurnSettings> = {};
+  const steps = num(values.steps, 'steps');
+  const guidanceScale = num(values.guidance, 'guidance');
+  const icmGuidanceScale = num(values['icm-guidance'], 'icm-guidance');
+  if (steps !== undefined) asked.steps = steps;
+  if (guidanceScale !== undefined) asked.guidanceScale = guidanceScale;
+  if (icmGuidanceScale !== undefined) asked.icmGuidanceScale = icmGuidanceScale;
+  const sampling = resolveTurnDefaults(null, { ...model.config.sampling, ...asked });
+  const t0 = Date.now();
+  let startDone = -1;
+  const stop = { requested: false };
+  process.once('SIGINT', () => {
+    stop.requested = true;
+    process.stderr.write('\nstopping after this group of episodes (the file keeps every finished one)\n');
+  });
+  const r = await rolloutSelfReferences(model, episodes, {
+    file: values.rollouts,
+    count,
+    batch,
+    seed,
+    trainEpisodes: episodes.length,
+    ...sampling,
+    shouldStop: () => stop.requested,
+    onProgress: (done, total, entries) => {
+      if (startDone < 0) startDone = done;
+      const rate = (Date.now() - t0) / Math.max(1, done - startDone);
+      const eta = done > startDone ? ` | ETA ${Math.round(((total - done) * rate) / 60_000)} min` : '';
+      process.stderr.write(`rollouts: ${done}/${total} episodes | ${entries} canvases${eta}\n`);
+    },
+  });
+  process.stdout.write(JSON.stringify({ rollouts: values.rollouts, model: values.init, episodes: r.episodesDone, canvases: r.turns.length, ...sampling, minutes: (Date.now() - t0) / 60_000 }) + '\n');
+  model.dispose();
+  process.exit(stop.requested ? 130 : 0);
+}
+
 async function main(): Promise<void> {
   if (process.argv.includes('--export')) return exportModel(process.argv.slice(2));
+  if (process.argv.includes('--rollouts')) return rollouts(process.argv.slice(2));
   const opts = parseTrainArgs(process.argv.slice(2));
   const info = await initBackend(parseBackendFlag(process.argv.slice(2), process.env));
   process.stderr.write(`backend: ${info.name} (${info.device}, ${info.threads} threads)\n`);
@@ -222,6 +315,6 @@ async function main(): Promise<void> {
 
 main().catch((e: unknown) => {
   process.stderr.write(`train: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
-  if (!process.argv.includes('--export')) process.stderr.write('a checkpoint (if any) is in <out>/last: rerun with --resume to continue\n');
+  if (!process.argv.includes('--export') && !process.argv.includes('--rollouts')) process.stderr.write('a checkpoint (if any) is in <out>/last: rerun with --resume to continue\n');
   process.exit(1);
 });

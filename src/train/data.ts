@@ -16,6 +16,8 @@ import {
   type Episode,
   type SceneObject,
 } from '../data/index.js';
+import type { TurnBatch } from '../model/index.js';
+import type { SelfReferences } from './selfReferences.js';
 
 export type DatasetName = 'iclevr' | 'codraw';
 
@@ -145,6 +147,14 @@ export interface HostBatch {
   reference: Float32Array;
   target: Float32Array;
   texts: string[];
+  /** Slots whose reference is the model's own canvas (scheduled sampling): its latent, used where `use` is 1. */
+  ownLatents?: { data: Float32Array; shape: [number, number, number]; use: Float32Array };
+}
+
+/** Own canvases to mix into batches: slot b of a batch takes entry `entries[b]` (-1: the sampled turn). */
+export interface OwnReferencePick {
+  refs: SelfReferences;
+  entries: readonly number[];
 }
 
 function toFloat(ds: TurnDataset, imageIdx: number, out: Float32Array, offset: number): void {
@@ -153,25 +163,56 @@ function toFloat(ds: TurnDataset, imageIdx: number, out: Float32Array, offset: n
   for (let j = 0; j < pixels; j++) out[offset + j] = src[j]! / 127.5 - 1;
 }
 
-export function hostBatch(ds: TurnDataset, turns: readonly number[]): HostBatch {
+export function hostBatch(ds: TurnDataset, turns: readonly number[], own?: OwnReferencePick): HostBatch {
   const pixels = ds.size * ds.size * 3;
   const reference = new Float32Array(turns.length * pixels);
   const target = new Float32Array(turns.length * pixels);
-  turns.forEach((t, b) => {
-    toFloat(ds, ds.references[t]!, reference, b * pixels);
+  const texts: string[] = [];
+  const used = own && own.entries.some((e) => e >= 0) ? own : undefined;
+  const latentSize = used ? used.refs.latentShape.reduce((a, d) => a * d, 1) : 0;
+  const ownLatents = used ? { data: new Float32Array(turns.length * latentSize), shape: used.refs.latentShape, use: new Float32Array(turns.length) } : undefined;
+  turns.forEach((sampled, b) => {
+    const entry = used ? used.entries[b]! : -1;
+    // An own canvas replaces the slot's turn by the one it is the reference of (its instruction and target).
+    const t = entry >= 0 ? used!.refs.turns[entry]! : sampled;
+    if (entry >= 0) {
+      const src = used!.refs.pixels.subarray(entry * pixels, (entry + 1) * pixels);
+      for (let j = 0; j < pixels; j++) reference[b * pixels + j] = src[j]! / 127.5 - 1;
+      ownLatents!.data.set(used!.refs.latents.subarray(entry * latentSize, (entry + 1) * latentSize), b * latentSize);
+      ownLatents!.use[b] = 1;
+    } else {
+      toFloat(ds, ds.references[t]!, reference, b * pixels);
+    }
     toFloat(ds, ds.targets[t]!, target, b * pixels);
+    texts.push(ds.texts[t]!);
   });
-  return { size: ds.size, reference, target, texts: turns.map((t) => ds.texts[t]!) };
+  return { size: ds.size, reference, target, texts, ...(ownLatents ? { ownLatents } : {}) };
 }
 
-/** Pixel batch tensors in [-1, 1], NHWC (the model's TurnBatch). */
-export function batchTensors(b: HostBatch): { reference: tf.Tensor4D; target: tf.Tensor4D; texts: string[] } {
+/** Pixel batch tensors in [-1, 1], NHWC (the model's TurnBatch); dispose them with `disposeBatch`. */
+export function batchTensors(b: HostBatch): TurnBatch {
   const n = b.texts.length;
   return {
     reference: tf.tensor4d(b.reference, [n, b.size, b.size, 3]),
     target: tf.tensor4d(b.target, [n, b.size, b.size, 3]),
     texts: b.texts,
+    ...(b.ownLatents
+      ? { referenceLatent: tf.tensor4d(b.ownLatents.data, [n, ...b.ownLatents.shape]), referenceLatentMask: tf.tensor1d(b.ownLatents.use) }
+      : {}),
   };
+}
+
+export function disposeBatch(b: TurnBatch): void {
+  tf.dispose([b.reference, b.target, ...(b.referenceLatent ? [b.referenceLatent] : []), ...(b.referenceLatentMask ? [b.referenceLatentMask] : [])]);
+}
+
+/**
+ * The batch slots at sampler position `cursor` that train on an own canvas: slot b takes entry result[b], or -1
+ * for the sampled ground-truth turn. A pure function of (seed, cursor), so a resumed run sees the same batches.
+ */
+export function ownReferenceSlots(entries: number, rate: number, seed: number, cursor: number, batch: number): number[] {
+  const rng = mulberry32(mixSeed(seed, 71, cursor));
+  return Array.from({ length: batch }, () => (rng() < rate ? Math.min(entries - 1, Math.floor(rng() * entries)) : -1));
 }
 
 /**
@@ -185,15 +226,23 @@ export class BatchStream {
     readonly sampler: TurnSampler,
     readonly batchSize: number,
     public cursor: number,
+    /** Scheduled sampling: each slot is, with probability `rate`, a turn that starts from an own canvas. */
+    readonly own?: { refs: SelfReferences; rate: number; seed: number },
   ) {}
+  private build(cursor: number): HostBatch {
+    const turns = this.sampler.indices(cursor, this.batchSize);
+    if (!this.own) return hostBatch(this.ds, turns);
+    const { refs, rate, seed } = this.own;
+    return hostBatch(this.ds, turns, { refs, entries: ownReferenceSlots(refs.turns.length, rate, seed, cursor, this.batchSize) });
+  }
   next(): HostBatch {
-    const b = this.ahead && this.ahead.cursor === this.cursor ? this.ahead.batch : hostBatch(this.ds, this.sampler.indices(this.cursor, this.batchSize));
+    const b = this.ahead && this.ahead.cursor === this.cursor ? this.ahead.batch : this.build(this.cursor);
     this.cursor += this.batchSize;
     this.ahead = null;
     // Build the following batch after the current call stack (i.e. overlapping the caller's async work).
     const c = this.cursor;
     setImmediate(() => {
-      if (this.cursor === c && !this.ahead) this.ahead = { cursor: c, batch: hostBatch(this.ds, this.sampler.indices(c, this.batchSize)) };
+      if (this.cursor === c && !this.ahead) this.ahead = { cursor: c, batch: this.build(c) };
     });
     return b;
   }

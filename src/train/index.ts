@@ -9,11 +9,14 @@ export {
   BatchStream,
   hostBatch,
   batchTensors,
+  disposeBatch,
+  ownReferenceSlots,
   validationBatches,
   ImageSampler,
   mixSeed,
   type TurnDataset,
   type HostBatch,
+  type OwnReferencePick,
   type DatasetName,
   type EpisodeSource,
 } from './data.js';
@@ -31,3 +34,13 @@ export {
   type TrainControl,
   type StageArg,
 } from './trainer.js';
+export {
+  rolloutSelfReferences,
+  readSelfReferences,
+  writeSelfReferences,
+  checkSelfReferences,
+  rolloutOrder,
+  type SelfReferences,
+  type RolloutSettings,
+  type RolloutOptions,
+} from './selfReferences.js';

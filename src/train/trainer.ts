@@ -43,6 +43,7 @@ import {
   BatchStream,
   batchTensors,
   buildTurnDataset,
+  disposeBatch,
   loadEpisodeSource,
   mixSeed,
   validationBatches,
@@ -50,6 +51,7 @@ import {
   type HostBatch,
   type TurnDataset,
 } from './data.js';
+import { checkSelfReferences, readSelfReferences, type SelfReferences } from './selfReferences.js';
 import { disposeSnapshot, initialLoopState, runStage, type BestSnapshot, type Budget, type LoopState, type StageTask } from './loop.js';
 
 const log = partLogger('train');
@@ -98,6 +100,10 @@ export interface TrainOptions {
   autoencoder?: string;
   /** Start stage 'all' / 2 / 3 from this model checkpoint instead of a fresh model. */
   init?: string;
+  /** Scheduled sampling: a rollout file of the model's own canvases on these training episodes (--rollouts). */
+  selfReferences?: string;
+  /** Share of batch slots that start from an own canvas instead of the rendered reference. */
+  selfReferenceRate: number;
   imageSize: number;
   /** Text context length of a fresh model (default: the preset's). */
   contextLength?: number;
@@ -120,6 +126,7 @@ export const DEFAULT_OPTIONS: Omit<TrainOptions, 'dataset' | 'config' | 'stage' 
   valEvery: 500,
   valPatience: 1,
   emaDecay: 0,
+  selfReferenceRate: 0.25,
   valBatches: 8,
   checkpointMinutes: 5,
   imageSize: 64,
@@ -250,10 +257,12 @@ export function modelStageTask(
   optimizer: AdamW,
   train: TurnDataset,
   valBatches: HostBatch[],
-  o: Pick<TrainOptions, 'batch' | 'seed' | 'gamma' | 'delta' | 'p2Gamma' | 'conditionDropout' | 'icmHardNegatives'>,
+  o: Pick<TrainOptions, 'batch' | 'seed' | 'gamma' | 'delta' | 'p2Gamma' | 'conditionDropout' | 'icmHardNegatives' | 'selfReferenceRate'>,
+  own?: SelfReferences,
 ): StageTask & { stream: BatchStream } {
   const sampler = new TurnSampler(train.texts.length, mixSeed(o.seed, 17));
-  const stream = new BatchStream(train, sampler, o.batch, 0);
+  // Validation stays on rendered references, so its losses compare across runs with and without own canvases.
+  const stream = new BatchStream(train, sampler, o.batch, 0, own ? { refs: own, rate: o.selfReferenceRate, seed: o.seed } : undefined);
   const vars = stageNames(optimizer);
   const withHardNegatives = <B extends TurnBatch>(b: B): B =>
     o.icmHardNegatives ? { ...b, hardNegativeTexts: b.texts.map(mirrorRelationText) } : b;
@@ -268,7 +277,7 @@ export function modelStageTask(
       const b = withHardNegatives(batchTensors(stream.next()));
       // Timesteps, noise and condition dropout come from a per-step seed: a resumed run draws the same ones.
       const l = model.losses(b, { ...lossOpts, rng: mulberry32(mixSeed(o.seed, stage, step)) });
-      tf.dispose([b.reference, b.target]);
+      disposeBatch(b);
       const parts: Record<string, tf.Scalar> = {};
       for (const k of ['mse', 'vlb', 'cdd', 'icm', 'nicm'] as const) if (l[k]) parts[k] = l[k]!;
       return { total: l.total, parts };
@@ -350,6 +359,12 @@ export async function trainModel(o: TrainOptions, control: TrainControl = {}): P
     model = await buildModel(o, train);
     st = { kind: 'cdd-icm', version: 1, plan, stageIndex: 0, loop: initialLoopState(o.lr, 0), budgets: stageBudgets(o, plan) };
   }
+  let own: SelfReferences | undefined;
+  if (o.selfReferences) {
+    own = await readSelfReferences(o.selfReferences);
+    checkSelfReferences(own, train, [model.latentSize, model.latentSize, model.latentChannels]);
+    log.info({ file: o.selfReferences, canvases: own.turns.length, episodes: own.episodesDone, rate: o.selfReferenceRate }, 'own canvases mixed into the batches');
+  }
   const eta = o.eta ?? 1;
   // The autoencoder is frozen: remember each canvas's latent instead of re-encoding it every epoch.
   if (model.codec instanceof AutoencoderCodec) {
@@ -371,7 +386,7 @@ export async function trainModel(o: TrainOptions, control: TrainControl = {}): P
       const stage = st.plan[st.stageIndex]!;
       const optimizer = stageOptimizer(model, stage, o, eta);
       log.info({ stage, groups: optimizer.describe(), budget: st.budgets[st.stageIndex], eta }, 'stage start');
-      const task = modelStageTask(model, stage, optimizer, train, valBatches, o);
+      const task = modelStageTask(model, stage, optimizer, train, valBatches, o, own);
       if (resumeMoments) {
         optimizer.loadStateArrays(resumeMoments, st.loop.adamStep);
         resumeMoments = null;

@@ -15,4 +15,16 @@ describe('train CLI option checks', () => {
     expect(ae.status).toBe(1);
     expect(ae.stderr).toContain('--ema-decay applies to the CDD-ICM stages');
   });
+
+  it('refuses a share of own canvases outside [0, 1], and a rollout without --count or with a missing model', () => {
+    const rate = runCli(['--dataset', 'iclevr', '--stage', '2', '--out', '/tmp/never-written', '--self-references', 'x.safetensors', '--self-reference-rate', '1.5']);
+    expect(rate.status).toBe(1);
+    expect(rate.stderr).toContain('--self-reference-rate must be in [0, 1]');
+    const count = runCli(['--rollouts', '/tmp/never-written.safetensors', '--init', 'models/iclevr-default', '--dataset', 'iclevr']);
+    expect(count.status).toBe(1);
+    expect(count.stderr).toContain('--count E (episodes to roll out, >= 1) is required');
+    const missing = runCli(['--rollouts', '/tmp/never-written.safetensors', '--init', '/nonexistent-model', '--dataset', 'iclevr', '--count', '2', '--train-episodes', '4']);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toMatch(/nonexistent-model/);
+  });
 });
