@@ -38,7 +38,9 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
   --context-length N    text tokens of a fresh model (default: the preset's; CoDraw dialogues want ~96)
   --seed S              data / noise seed (default 0)
   --self-references F   scheduled sampling: mix the model's own canvases from a rollout file (see --rollouts) into
-                        the batches; --self-reference-rate P: the share of batch slots (default 0.25)
+                        the batches; --self-reference-rate P: the share of batch slots (default 0.25);
+                        --self-reference-target composite|ground-truth: what they learn to draw (default
+                        composite: the own canvas plus what the turn changes; ground-truth measured harmful)
   --resume              continue from out/last (optimizer state and data position included)
   --no-progress         no progress bar
   --backend NAME        tensor backend: auto, native-cpu, cpu, tensorflow
@@ -100,6 +102,7 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
       init: { type: 'string' },
       'self-references': { type: 'string' },
       'self-reference-rate': { type: 'string' },
+      'self-reference-target': { type: 'string' },
       'image-size': { type: 'string' },
       'context-length': { type: 'string' },
       seed: { type: 'string' },
@@ -177,6 +180,11 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
   set('selfReferences', values['self-references']);
   set('selfReferenceRate', num(values['self-reference-rate'], 'self-reference-rate'));
   if (!(o.selfReferenceRate >= 0 && o.selfReferenceRate <= 1)) throw new Error('--self-reference-rate must be in [0, 1]');
+  const target = values['self-reference-target'];
+  if (target !== undefined) {
+    if (target !== 'composite' && target !== 'ground-truth') throw new Error('--self-reference-target must be composite or ground-truth');
+    o.selfReferenceTarget = target;
+  }
   if (o.selfReferences && stage === 'ae') throw new Error('--self-references applies to the CDD-ICM stages, not to --stage ae');
   return o;
 }

@@ -151,11 +151,23 @@ export interface HostBatch {
   ownLatents?: { data: Float32Array; shape: [number, number, number]; use: Float32Array };
 }
 
+/**
+ * What an own-canvas turn is trained to produce. 'ground-truth': the rendered next canvas (classic scheduled
+ * sampling; measured harmful here: the model learns to redraw the objects already there, see docs/TRAINING.md).
+ * 'composite': the own canvas with only the pixels this turn changes in the rendering (the new object and its
+ * shadow) taken from the next canvas, so the lesson is "keep what is there, add what was asked".
+ */
+export type OwnTarget = 'ground-truth' | 'composite';
+
 /** Own canvases to mix into batches: slot b of a batch takes entry `entries[b]` (-1: the sampled turn). */
 export interface OwnReferencePick {
   refs: SelfReferences;
   entries: readonly number[];
+  target: OwnTarget;
 }
+
+/** A rendered pixel counts as changed by the turn when a channel moves by more than this (of 255). */
+const CHANGED = 8;
 
 function toFloat(ds: TurnDataset, imageIdx: number, out: Float32Array, offset: number): void {
   const pixels = ds.size * ds.size * 3;
@@ -180,13 +192,28 @@ export function hostBatch(ds: TurnDataset, turns: readonly number[], own?: OwnRe
       for (let j = 0; j < pixels; j++) reference[b * pixels + j] = src[j]! / 127.5 - 1;
       ownLatents!.data.set(used!.refs.latents.subarray(entry * latentSize, (entry + 1) * latentSize), b * latentSize);
       ownLatents!.use[b] = 1;
+      if (used!.target === 'composite') compositeTarget(ds, t, src, target, b * pixels);
+      else toFloat(ds, ds.targets[t]!, target, b * pixels);
     } else {
       toFloat(ds, ds.references[t]!, reference, b * pixels);
+      toFloat(ds, ds.targets[t]!, target, b * pixels);
     }
-    toFloat(ds, ds.targets[t]!, target, b * pixels);
     texts.push(ds.texts[t]!);
   });
   return { size: ds.size, reference, target, texts, ...(ownLatents ? { ownLatents } : {}) };
+}
+
+/** Turn t's target drawn over an own canvas: pixels the rendering changes from t's reference to t's target. */
+function compositeTarget(ds: TurnDataset, t: number, own: Uint8Array, out: Float32Array, offset: number): void {
+  const pixels = ds.size * ds.size * 3;
+  const prev = ds.images.subarray(ds.references[t]! * pixels, (ds.references[t]! + 1) * pixels);
+  const next = ds.images.subarray(ds.targets[t]! * pixels, (ds.targets[t]! + 1) * pixels);
+  for (let j = 0; j < pixels; j += 3) {
+    const changed =
+      Math.abs(next[j]! - prev[j]!) > CHANGED || Math.abs(next[j + 1]! - prev[j + 1]!) > CHANGED || Math.abs(next[j + 2]! - prev[j + 2]!) > CHANGED;
+    const src = changed ? next : own;
+    for (let c = 0; c < 3; c++) out[offset + j + c] = src[j + c]! / 127.5 - 1;
+  }
 }
 
 /** Pixel batch tensors in [-1, 1], NHWC (the model's TurnBatch); dispose them with `disposeBatch`. */
@@ -227,13 +254,13 @@ export class BatchStream {
     readonly batchSize: number,
     public cursor: number,
     /** Scheduled sampling: each slot is, with probability `rate`, a turn that starts from an own canvas. */
-    readonly own?: { refs: SelfReferences; rate: number; seed: number },
+    readonly own?: { refs: SelfReferences; rate: number; seed: number; target: OwnTarget },
   ) {}
   private build(cursor: number): HostBatch {
     const turns = this.sampler.indices(cursor, this.batchSize);
     if (!this.own) return hostBatch(this.ds, turns);
-    const { refs, rate, seed } = this.own;
-    return hostBatch(this.ds, turns, { refs, entries: ownReferenceSlots(refs.turns.length, rate, seed, cursor, this.batchSize) });
+    const { refs, rate, seed, target } = this.own;
+    return hostBatch(this.ds, turns, { refs, target, entries: ownReferenceSlots(refs.turns.length, rate, seed, cursor, this.batchSize) });
   }
   next(): HostBatch {
     const b = this.ahead && this.ahead.cursor === this.cursor ? this.ahead.batch : this.build(this.cursor);

@@ -17,6 +17,7 @@ export {
   type TurnDataset,
   type HostBatch,
   type OwnReferencePick,
+  type OwnTarget,
   type DatasetName,
   type EpisodeSource,
 } from './data.js';

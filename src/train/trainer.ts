@@ -49,6 +49,7 @@ import {
   validationBatches,
   type DatasetName,
   type HostBatch,
+  type OwnTarget,
   type TurnDataset,
 } from './data.js';
 import { checkSelfReferences, readSelfReferences, type SelfReferences } from './selfReferences.js';
@@ -104,6 +105,8 @@ export interface TrainOptions {
   selfReferences?: string;
   /** Share of batch slots that start from an own canvas instead of the rendered reference. */
   selfReferenceRate: number;
+  /** What those slots are trained to produce (see OwnTarget). */
+  selfReferenceTarget: OwnTarget;
   imageSize: number;
   /** Text context length of a fresh model (default: the preset's). */
   contextLength?: number;
@@ -127,6 +130,7 @@ export const DEFAULT_OPTIONS: Omit<TrainOptions, 'dataset' | 'config' | 'stage' 
   valPatience: 1,
   emaDecay: 0,
   selfReferenceRate: 0.25,
+  selfReferenceTarget: 'composite',
   valBatches: 8,
   checkpointMinutes: 5,
   imageSize: 64,
@@ -257,12 +261,12 @@ export function modelStageTask(
   optimizer: AdamW,
   train: TurnDataset,
   valBatches: HostBatch[],
-  o: Pick<TrainOptions, 'batch' | 'seed' | 'gamma' | 'delta' | 'p2Gamma' | 'conditionDropout' | 'icmHardNegatives' | 'selfReferenceRate'>,
+  o: Pick<TrainOptions, 'batch' | 'seed' | 'gamma' | 'delta' | 'p2Gamma' | 'conditionDropout' | 'icmHardNegatives' | 'selfReferenceRate' | 'selfReferenceTarget'>,
   own?: SelfReferences,
 ): StageTask & { stream: BatchStream } {
   const sampler = new TurnSampler(train.texts.length, mixSeed(o.seed, 17));
   // Validation stays on rendered references, so its losses compare across runs with and without own canvases.
-  const stream = new BatchStream(train, sampler, o.batch, 0, own ? { refs: own, rate: o.selfReferenceRate, seed: o.seed } : undefined);
+  const stream = new BatchStream(train, sampler, o.batch, 0, own ? { refs: own, rate: o.selfReferenceRate, seed: o.seed, target: o.selfReferenceTarget } : undefined);
   const vars = stageNames(optimizer);
   const withHardNegatives = <B extends TurnBatch>(b: B): B =>
     o.icmHardNegatives ? { ...b, hardNegativeTexts: b.texts.map(mirrorRelationText) } : b;
@@ -363,7 +367,7 @@ export async function trainModel(o: TrainOptions, control: TrainControl = {}): P
   if (o.selfReferences) {
     own = await readSelfReferences(o.selfReferences);
     checkSelfReferences(own, train, [model.latentSize, model.latentSize, model.latentChannels]);
-    log.info({ file: o.selfReferences, canvases: own.turns.length, episodes: own.episodesDone, rate: o.selfReferenceRate }, 'own canvases mixed into the batches');
+    log.info({ file: o.selfReferences, canvases: own.turns.length, episodes: own.episodesDone, rate: o.selfReferenceRate, target: o.selfReferenceTarget }, 'own canvases mixed into the batches');
   }
   const eta = o.eta ?? 1;
   // The autoencoder is frozen: remember each canvas's latent instead of re-encoding it every epoch.

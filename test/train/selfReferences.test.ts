@@ -122,7 +122,7 @@ describe('scheduled sampling: rollouts of the model own canvases', () => {
     expect(ownReferenceSlots(r.turns.length, 0.5, 1, 32, 64)).toEqual(some); // fixed by (seed, cursor)
     expect(ownReferenceSlots(r.turns.length, 0.5, 1, 48, 64)).not.toEqual(some);
 
-    const b = hostBatch(ds, [0, 1, 2], { refs: r, entries: [-1, 4, -1] });
+    const b = hostBatch(ds, [0, 1, 2], { refs: r, entries: [-1, 4, -1], target: 'ground-truth' });
     const plain = hostBatch(ds, [0, 1, 2]);
     const px = SIZE * SIZE * 3;
     const t = r.turns[4]!;
@@ -134,6 +134,21 @@ describe('scheduled sampling: rollouts of the model own canvases', () => {
     const lat = r.latentShape.reduce((a, d) => a * d, 1);
     expect(maxAbsDiff(b.ownLatents!.data.subarray(lat, 2 * lat), r.latents.subarray(4 * lat, 5 * lat))).toBe(0);
     expect(plain.ownLatents).toBeUndefined();
+    // composite: the own canvas, except where the rendering changes from the turn's reference to its target.
+    const c = hostBatch(ds, [0, 1, 2], { refs: r, entries: [-1, 4, -1], target: 'composite' });
+    const at = (img: number, j: number): number => ds.images[img * px + j]!;
+    let fromNext = 0;
+    let fromOwn = 0;
+    for (let j = 0; j < px; j += 3) {
+      const changed = [0, 1, 2].some((k) => Math.abs(at(ds.targets[t]!, j + k) - at(ds.references[t]!, j + k)) > 8);
+      const want = changed ? [0, 1, 2].map((k) => at(ds.targets[t]!, j + k)) : [0, 1, 2].map((k) => r.pixels[4 * px + j + k]!);
+      if (changed) fromNext++;
+      else fromOwn++;
+      for (let k = 0; k < 3; k++) expect(c.target[px + j + k]).toBeCloseTo(want[k]! / 127.5 - 1, 5);
+    }
+    expect(fromNext).toBeGreaterThan(0); // the new object
+    expect(fromOwn).toBeGreaterThan(fromNext); // most of the canvas is kept as drawn
+    expect(maxAbsDiff(c.target.subarray(0, px), plain.target.subarray(0, px))).toBe(0);
     const tensors = batchTensors(b);
     expect(tensors.referenceLatent!.shape).toEqual([3, ...r.latentShape]);
     tf.dispose([tensors.reference, tensors.target, tensors.referenceLatent!, tensors.referenceLatentMask!]);
