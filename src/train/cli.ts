@@ -185,6 +185,9 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
     if (target !== 'composite' && target !== 'ground-truth') throw new Error('--self-reference-target must be composite or ground-truth');
     o.selfReferenceTarget = target;
   }
+  if (!o.selfReferences && (values['self-reference-rate'] !== undefined || target !== undefined)) {
+    throw new Error('--self-reference-rate and --self-reference-target need --self-references <rollout file>');
+  }
   if (o.selfReferences && stage === 'ae') throw new Error('--self-references applies to the CDD-ICM stages, not to --stage ae');
   return o;
 }
@@ -277,6 +280,8 @@ async function rollouts(argv: string[]): Promise<void> {
   const steps = num(values.steps, 'steps');
   const guidanceScale = num(values.guidance, 'guidance');
   const icmGuidanceScale = num(values['icm-guidance'], 'icm-guidance');
+  if (steps !== undefined && !(Number.isInteger(steps) && steps >= 1)) throw new Error('--steps must be an integer >= 1');
+  if ((guidanceScale ?? 0) < 0 || (icmGuidanceScale ?? 0) < 0) throw new Error('--guidance and --icm-guidance must be >= 0');
   if (steps !== undefined) asked.steps = steps;
   if (guidanceScale !== undefined) asked.guidanceScale = guidanceScale;
   if (icmGuidanceScale !== undefined) asked.icmGuidanceScale = icmGuidanceScale;

@@ -20,6 +20,12 @@ describe('train CLI option checks', () => {
     const rate = runCli(['--dataset', 'iclevr', '--stage', '2', '--out', '/tmp/never-written', '--self-references', 'x.safetensors', '--self-reference-rate', '1.5']);
     expect(rate.status).toBe(1);
     expect(rate.stderr).toContain('--self-reference-rate must be in [0, 1]');
+    const alone = runCli(['--dataset', 'iclevr', '--stage', '2', '--out', '/tmp/never-written', '--self-reference-target', 'composite']);
+    expect(alone.status).toBe(1);
+    expect(alone.stderr).toContain('need --self-references <rollout file>');
+    const target = runCli(['--dataset', 'iclevr', '--stage', '2', '--out', '/tmp/never-written', '--self-references', 'x.safetensors', '--self-reference-target', 'other']);
+    expect(target.status).toBe(1);
+    expect(target.stderr).toContain('--self-reference-target must be composite or ground-truth');
     const count = runCli(['--rollouts', '/tmp/never-written.safetensors', '--init', 'models/iclevr-default', '--dataset', 'iclevr']);
     expect(count.status).toBe(1);
     expect(count.stderr).toContain('--count E (episodes to roll out, >= 1) is required');
