@@ -169,10 +169,19 @@ export interface OwnReferencePick {
 /** A rendered pixel counts as changed by the turn when a channel moves by more than this (of 255). */
 const CHANGED = 8;
 
-function toFloat(ds: TurnDataset, imageIdx: number, out: Float32Array, offset: number): void {
+/** Canvas `imageIdx` of the packed cache (a view, no copy). */
+function canvas(ds: TurnDataset, imageIdx: number): Uint8Array {
   const pixels = ds.size * ds.size * 3;
-  const src = ds.images.subarray(imageIdx * pixels, (imageIdx + 1) * pixels);
-  for (let j = 0; j < pixels; j++) out[offset + j] = src[j]! / 127.5 - 1;
+  return ds.images.subarray(imageIdx * pixels, (imageIdx + 1) * pixels);
+}
+
+/** uint8 RGB -> [-1, 1] floats at `offset`. */
+function bytesToFloat(src: Uint8Array, out: Float32Array, offset: number): void {
+  for (let j = 0; j < src.length; j++) out[offset + j] = src[j]! / 127.5 - 1;
+}
+
+function toFloat(ds: TurnDataset, imageIdx: number, out: Float32Array, offset: number): void {
+  bytesToFloat(canvas(ds, imageIdx), out, offset);
 }
 
 export function hostBatch(ds: TurnDataset, turns: readonly number[], own?: OwnReferencePick): HostBatch {
@@ -189,7 +198,7 @@ export function hostBatch(ds: TurnDataset, turns: readonly number[], own?: OwnRe
     const t = entry >= 0 ? used!.refs.turns[entry]! : sampled;
     if (entry >= 0) {
       const src = used!.refs.pixels.subarray(entry * pixels, (entry + 1) * pixels);
-      for (let j = 0; j < pixels; j++) reference[b * pixels + j] = src[j]! / 127.5 - 1;
+      bytesToFloat(src, reference, b * pixels);
       ownLatents!.data.set(used!.refs.latents.subarray(entry * latentSize, (entry + 1) * latentSize), b * latentSize);
       ownLatents!.use[b] = 1;
       if (used!.target === 'composite') compositeTarget(ds, t, src, target, b * pixels);
@@ -205,10 +214,9 @@ export function hostBatch(ds: TurnDataset, turns: readonly number[], own?: OwnRe
 
 /** Turn t's target drawn over an own canvas: pixels the rendering changes from t's reference to t's target. */
 function compositeTarget(ds: TurnDataset, t: number, own: Uint8Array, out: Float32Array, offset: number): void {
-  const pixels = ds.size * ds.size * 3;
-  const prev = ds.images.subarray(ds.references[t]! * pixels, (ds.references[t]! + 1) * pixels);
-  const next = ds.images.subarray(ds.targets[t]! * pixels, (ds.targets[t]! + 1) * pixels);
-  for (let j = 0; j < pixels; j += 3) {
+  const prev = canvas(ds, ds.references[t]!);
+  const next = canvas(ds, ds.targets[t]!);
+  for (let j = 0; j < prev.length; j += 3) {
     const changed =
       Math.abs(next[j]! - prev[j]!) > CHANGED || Math.abs(next[j + 1]! - prev[j + 1]!) > CHANGED || Math.abs(next[j + 2]! - prev[j + 2]!) > CHANGED;
     const src = changed ? next : own;

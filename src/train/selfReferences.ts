@@ -11,9 +11,10 @@
  * instruction (so a file built for other episodes is refused) and how many episodes are done (the resume point).
  */
 import { existsSync } from 'node:fs';
-import { backgroundFor, mulberry32, type Episode, type RgbImage } from '../data/index.js';
-import { readSafetensors, readSafetensorsHeader, sampleWithLatents, writeSafetensors, type CddIcm, type SampleRequest } from '../model/index.js';
-import { mixSeed, type TurnDataset } from './data.js';
+import { readFile } from 'node:fs/promises';
+import { backgroundFor, type Episode, type RgbImage } from '../data/index.js';
+import { parseSafetensors, parseSafetensorsHeader, sampleWithLatents, writeSafetensors, type CddIcm, type SampleRequest } from '../model/index.js';
+import { TurnSampler, mixSeed, type TurnDataset } from './data.js';
 
 /** How a rollout file was made; resuming with other settings is refused. */
 export interface RolloutSettings {
@@ -45,13 +46,8 @@ export interface SelfReferences {
 
 /** The episodes a rollout visits, in order: a seeded permutation of the training set, first `count`. */
 export function rolloutOrder(trainEpisodes: number, count: number, seed: number): number[] {
-  const rng = mulberry32(mixSeed(seed, 61));
-  const p = Array.from({ length: trainEpisodes }, (_, i) => i);
-  for (let i = p.length - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1));
-    [p[i], p[j]] = [p[j]!, p[i]!];
-  }
-  return p.slice(0, Math.min(count, trainEpisodes));
+  // The training sampler's first epoch over the episodes (its own seeded permutation).
+  return new TurnSampler(trainEpisodes, mixSeed(seed, 61)).indices(0, Math.min(count, trainEpisodes));
 }
 
 export async function writeSelfReferences(file: string, r: SelfReferences): Promise<void> {
@@ -70,9 +66,10 @@ export async function writeSelfReferences(file: string, r: SelfReferences): Prom
 
 export async function readSelfReferences(file: string): Promise<SelfReferences> {
   if (!existsSync(file)) throw new Error(`rollout file not found: ${file}`);
-  const header = await readSafetensorsHeader(file);
+  const buf = await readFile(file);
+  const header = parseSafetensorsHeader(buf);
   if (header.metadata.kind !== 'cdd-icm-rollouts') throw new Error(`${file} is not a rollout file (npm run train -- --rollouts)`);
-  const t = await readSafetensors(file);
+  const t = parseSafetensors(buf);
   const pixels = t.get('pixels')!;
   const latents = t.get('latents')!;
   const size = pixels.shape[1]!;
