@@ -4,6 +4,7 @@
  *   npm run eval -- --model <checkpoint> --episodes <file> [--limit N] [--teacher-forced] [--steps K]
  *        [--guidance phi] [--icm-guidance psi] [--seed S] [--batch B] [--detector DIR] [--out DIR] [--json]
  *        [--codraw-dir DIR] [--backend NAME] [--sheet-episodes N] [--reencode-reference]
+  [--candidates N]
  *
  * Writes report.json and contact-sheet.png (the first --sheet-episodes episodes, default 8) to the output folder, prints a table; with --json the last stdout line
  * is one JSON object (precision, recall, f1, rsim, episodes, turns, detector_reference_f1, ...).
@@ -23,8 +24,11 @@ import { CliError, Progress, fmtMs, initBackendFromArgs, loadEpisodesArg, num, o
 const USAGE = `usage: npm run eval -- --model CHECKPOINT --episodes FILE [--limit N] [--teacher-forced] [--steps K]
   [--guidance PHI] [--icm-guidance PSI] [--seed S] [--batch B] [--detector DIR] [--out DIR] [--json]
   [--codraw-dir DIR] [--backend auto|native-cpu|cpu|tensorflow] [--sheet-episodes N] [--reencode-reference]
+  [--candidates N]
   --steps / --guidance / --icm-guidance default to the checkpoint's recommended sampling settings (config.json's
-  "sampling", as the server), else 50 steps, phi 3, psi 2`;
+  "sampling", as the server), else 50 steps, phi 3, psi 2
+  --candidates N: best-of-N per turn, kept by the model's clean-image ICM score (not the paper's; N times the
+  sampling work, the N candidates of a batch's B episodes denoised together)`;
 
 function table(r: ModelEvalReport): string {
   const f = (v: number) => v.toFixed(4).padStart(9);
@@ -63,6 +67,7 @@ async function main(): Promise<void> {
       backend: { type: 'string' },
       'sheet-episodes': { type: 'string' },
       'reencode-reference': { type: 'boolean' },
+      candidates: { type: 'string' },
     },
     USAGE,
   );
@@ -77,6 +82,7 @@ async function main(): Promise<void> {
     defaultGuidanceScale: optNum(a.guidance, 'guidance', { min: 0 }),
     defaultIcmGuidanceScale: optNum(a['icm-guidance'], 'icm-guidance', { min: 0 }),
   };
+  const candidates = num(a.candidates, 'candidates', 1, { int: true, min: 1 });
   const seed = num(a.seed, 'seed', 0, { int: true });
   const batchSize = num(a.batch, 'batch', 4, { int: true, min: 1 });
   const json = a.json === true;
@@ -103,7 +109,7 @@ async function main(): Promise<void> {
   const totalTurns = episodes.reduce((s, e) => s + e.turns.length, 0);
   log(
     `evaluating ${modelDir} on ${episodes.length} ${dataset} episodes (${totalTurns} turns), ${model.config.imageSize}px, ` +
-      `${steps} steps, phi ${guidanceScale}, psi ${icmGuidanceScale}, ${teacherForced ? 'teacher-forced' : 'iterative'}`,
+      `${steps} steps, phi ${guidanceScale}, psi ${icmGuidanceScale}, ${candidates > 1 ? `best of ${candidates}, ` : ''}${teacherForced ? 'teacher-forced' : 'iterative'}`,
   );
   const progress = new Progress('turns', totalTurns);
   let turnsDone = 0;
@@ -116,6 +122,7 @@ async function main(): Promise<void> {
     steps,
     guidanceScale,
     icmGuidanceScale,
+    candidates,
     seed,
     batchSize,
     signal: ac.signal,
@@ -161,6 +168,7 @@ async function main(): Promise<void> {
     steps,
     guidance: guidanceScale,
     icm_guidance: icmGuidanceScale,
+    candidates,
     seed,
     image_size: model.config.imageSize,
     backend: backend.name,

@@ -5,7 +5,7 @@
  * generated image of every turn; precision / recall / F1 are averaged over all turns, RSIM over final turns.
  */
 import { backgroundFor, hashSeed, renderScene, type Episode, type RgbImage, type SceneRenderOptions } from '../data/index.js';
-import { sampleWithLatents, type CddIcm, type SampleRequest } from '../model/index.js';
+import { sampleBestOf, type CddIcm, type SampleRequest } from '../model/index.js';
 import type { Detection, ObjectDetector } from './detector.js';
 import { DATASET_INFO, locate } from './datasets.js';
 import {
@@ -28,6 +28,8 @@ export interface ModelEvalOptions {
   guidanceScale: number;
   /** psi (Eq. 14). */
   icmGuidanceScale: number;
+  /** Best-of-n sampling per turn (sampleBestOf: kept by the model's clean-image ICM score). Default 1. */
+  candidates?: number;
   /** Base seed; each (episode, turn) gets its own seed derived from it. */
   seed?: number;
   /** Episodes generated together (one batched sampler call per turn). */
@@ -152,7 +154,7 @@ export async function evaluateModel(
         icmGuidanceScale: opts.icmGuidanceScale,
         seed: turnSeed(seed, b + i, t),
       }));
-      const out = await sampleWithLatents(model, reqs, {
+      const out = await sampleBestOf(model, reqs, opts.candidates ?? 1, {
         ...(opts.signal ? { signal: opts.signal } : {}),
         ...(opts.onStep ? { onStep: (i: number, total: number) => opts.onStep!(i, total) } : {}),
       });

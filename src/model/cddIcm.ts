@@ -208,6 +208,14 @@ export class CddIcm extends Module {
     return tf.tidy(() => cosineSimilarity(this.noisyImageEncoder.encode(xt, t).pooled, c));
   }
 
+  /**
+   * The clean-image ICM score cos(image encoder(image), c) per item (the stage-1 / stage-2 L_icm's similarity):
+   * how well a finished image matches (reference, instruction). Pixels in [-1, 1].
+   */
+  compositionalMatch(reference: tf.Tensor4D, texts: string[], images: tf.Tensor4D): tf.Tensor1D {
+    return tf.tidy(() => cosineSimilarity(this.imageEncoder.encode(this.pixels(images)).pooled, this.encodeCondition(reference, texts).c));
+  }
+
   /** Gradient of the summed matching score w.r.t. x_t (items are independent, so this is per-item). */
   matchingScoreGrad(xt: tf.Tensor4D, t: tf.Tensor1D, c: tf.Tensor2D): tf.Tensor4D {
     return tf.tidy(() => tf.grad((x: tf.Tensor) => tf.sum(this.matchingScore(x as tf.Tensor4D, t, c)))(xt) as tf.Tensor4D);

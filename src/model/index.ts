@@ -20,7 +20,17 @@ export {
   type ParameterGroupName,
   type Condition,
 } from './cddIcm.js';
-export { Sampler, sample, sampleWithLatents, type SampleRequest, type SampleState, type SampleOptions } from './sampler.js';
+export {
+  Sampler,
+  sample,
+  sampleWithLatents,
+  sampleBestOf,
+  candidateSeed,
+  type BestOfResult,
+  type SampleRequest,
+  type SampleState,
+  type SampleOptions,
+} from './sampler.js';
 export * from './checkpoint.js';
 export * from './tokenizer/index.js';
 export * from './encoders/index.js';

@@ -5,7 +5,7 @@
  * U-Net call.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { imagesToTensor, resizeImage, tensorToImages, type RgbImage } from '../data/index.js';
+import { hashSeed, imagesToTensor, resizeImage, tensorToImages, type RgbImage } from '../data/index.js';
 import { SpacedDiffusion, spacedTimesteps } from './diffusion/index.js';
 import type { CddIcm } from './cddIcm.js';
 
@@ -269,6 +269,47 @@ export async function sampleWithLatents(
   } finally {
     for (const s of states) s.dispose();
   }
+}
+
+/** Seed of candidate k of a request: candidate 0 keeps the request's own seed, so best-of-1 is plain sampling. */
+export function candidateSeed(seed: number, k: number): number {
+  return k === 0 ? seed : hashSeed(seed, k) % 2147483647;
+}
+
+/** One request's kept sample, with the clean-image ICM score of every candidate (index = candidate). */
+export interface BestOfResult {
+  image: RgbImage;
+  latent: Float32Array;
+  /** The kept candidate. */
+  candidate: number;
+  scores: number[];
+}
+
+/**
+ * Best-of-n sampling (not the paper's; DALL-E reranked its samples with CLIP, this uses the model's own ICM):
+ * each request is sampled with n seeds (candidateSeed) in one batch, and the candidate whose image scores highest
+ * under compositionalMatch(reference, text, image) is kept. n = 1 is sampleWithLatents.
+ */
+export async function sampleBestOf(model: CddIcm, reqs: SampleRequest[], n: number, opts: SampleOptions = {}): Promise<BestOfResult[]> {
+  if (!Number.isInteger(n) || n < 1) throw new Error(`candidates must be a positive integer, got ${n}`);
+  const expanded = Array.from({ length: n }, (_, k) => reqs.map((r) => ({ ...r, seed: candidateSeed(r.seed, k) }))).flat();
+  const out = await sampleWithLatents(model, expanded, opts);
+  const R = reqs.length;
+  let scores: number[] = expanded.map(() => 0);
+  if (n > 1) {
+    const s = tf.tidy(() => {
+      const size = model.config.imageSize;
+      const refs = imagesToTensor(expanded.map((r) => resizeImage(r.reference, size)));
+      return model.compositionalMatch(refs, expanded.map((r) => r.text), imagesToTensor(out.map((o) => o.image)));
+    });
+    scores = Array.from(await s.data());
+    s.dispose();
+  }
+  return reqs.map((_, i) => {
+    const mine = Array.from({ length: n }, (_, k) => scores[k * R + i]!);
+    const best = mine.indexOf(Math.max(...mine));
+    return { ...out[best * R + i]!, candidate: best, scores: mine };
+  });
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

@@ -79,6 +79,9 @@ describe('evaluateModel', () => {
     const gens = (x: typeof it1) => x.results[0]!.turns.map((t) => t.generated!.data);
     expect(same(gens(it1)[0]!, gens(re1)[0]!)).toBe(true);
     expect(gens(it1).slice(1).some((g, i) => !same(g, gens(re1)[i + 1]!))).toBe(true);
+    // Best-of-3 turns: each generated image is one of the turn's three candidates, and some are not the first.
+    const bo3 = await evaluateModel(model, detector, one, { ...base, candidates: 3 });
+    expect(gens(bo3).some((g, i) => !same(g, gens(it1)[i]!))).toBe(true);
 
     const png = contactSheet(it1.results);
     const img = await decodePng(png);
@@ -151,6 +154,10 @@ describe('CLIs', () => {
     expect(malformed.code).toBe(2);
     expect(malformed.stderr.trim().split('\n')).toHaveLength(1);
     expect(malformed.stderr).toContain(`${bad}:3:`);
+    const zero = cli('cli.ts', ['--model', modelDir(), '--episodes', epFile(), '--candidates', '0']);
+    expect(zero.code).toBe(2);
+    expect(zero.stderr.trim().split('\n')).toHaveLength(1);
+    expect(zero.stderr).toMatch(/--candidates/);
     const det = cli('detectorCli.ts', ['--dataset', 'clevr', '--episodes', epFile()]);
     expect(det.code).toBe(2);
     expect(det.stderr).toMatch(/--dataset must be iclevr or codraw/);

@@ -1,7 +1,17 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { imagesToTensor } from '../../src/data/index.js';
-import { Sampler, SpacedDiffusion, sample, sampleWithLatents, spacedTimesteps, type CddIcm, type SampleRequest } from '../../src/model/index.js';
+import {
+  Sampler,
+  SpacedDiffusion,
+  candidateSeed,
+  sample,
+  sampleBestOf,
+  sampleWithLatents,
+  spacedTimesteps,
+  type CddIcm,
+  type SampleRequest,
+} from '../../src/model/index.js';
 import { drawScene, makeTurns, perturb, tinyModel } from './fixtures.js';
 
 let model: CddIcm;
@@ -181,6 +191,41 @@ describe('Sampler', () => {
     const [other] = await sample(model, [req({ guidanceScale: 3, referenceLatent: encoded.map((v) => Math.min(1, v + 0.5)) })]);
     expect(same(plain!, other!)).toBe(false);
     expect(() => new Sampler(model).prepare(req({ referenceLatent: new Float32Array(5) }))).toThrow(/referenceLatent has 5 values/);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('best-of-n keeps, per request, the candidate with the highest clean-image ICM score', async () => {
+    const before = tf.memory().numTensors;
+    const other = makeTurns()[2]!;
+    const reqs = [req({ guidanceScale: 3 }), req({ text: other.text, reference: other.reference, seed: 21, guidanceScale: 3 })];
+    const best = await sampleBestOf(model, reqs, 3);
+    for (const [i, r] of reqs.entries()) {
+      // Every candidate is the plain sample of its derived seed (candidate 0: the request's own seed) ...
+      const cands = await sampleWithLatents(model, [0, 1, 2].map((k) => ({ ...r, seed: candidateSeed(r.seed, k) })));
+      expect(new Set([0, 1, 2].map((k) => candidateSeed(r.seed, k))).size).toBe(3);
+      // ... scored by cos(image encoder(image), c) ...
+      const scores = tf.tidy(() =>
+        Array.from(
+          model
+            .compositionalMatch(imagesToTensor(cands.map(() => r.reference)), cands.map(() => r.text), imagesToTensor(cands.map((c) => c.image)))
+            .dataSync(),
+        ),
+      );
+      best[i]!.scores.forEach((s, k) => expect(s).toBeCloseTo(scores[k]!, 4));
+      // ... and the kept one is the argmax, image and latent alike.
+      const k = scores.indexOf(Math.max(...scores));
+      expect(best[i]!.candidate).toBe(k);
+      expect(same(best[i]!.image, cands[k]!.image)).toBe(true);
+      expect(Array.from(best[i]!.latent)).toEqual(Array.from(cands[k]!.latent));
+    }
+    // The candidates differ, and the kept ones are not all the first (else picking candidate 0 would pass).
+    expect(best.some((b) => b.candidate !== 0)).toBe(true);
+    expect(best[0]!.scores[0]).not.toBeCloseTo(best[0]!.scores[1]!, 6);
+    // n = 1 is plain sampling with the request's seed.
+    const [one] = await sampleBestOf(model, [reqs[0]!], 1);
+    const [plain] = await sample(model, [reqs[0]!]);
+    expect(same(one!.image, plain!)).toBe(true);
+    await expect(sampleBestOf(model, reqs, 0)).rejects.toThrow(/candidates/);
     expect(tf.memory().numTensors).toBe(before);
   });
 });
