@@ -94,6 +94,22 @@ export function mirrorRelationText(text: string): string | null {
   return relationSentence(r.label, opposite.text, r.anchor);
 }
 
+/**
+ * Hard negatives of a relation turn: its mirror (mirrorRelationText) and, with `axes`, for a diagonal relation
+ * also each axis mirrored on its own ("behind and to the left of" -> "behind and to the right of", "in front of
+ * and to the left of"). With the full mirror alone a diagonal turn's negative is told apart by either axis, and
+ * the front/behind one is the easier (perspective: far objects sit higher and smaller), so left/right is never
+ * needed; the one-axis mirrors make each axis matter. Empty for a first turn or any other text.
+ */
+export function relationHardNegatives(text: string, axes: boolean): string[] {
+  const r = parseRelationTurnText(text);
+  if (!r) return [];
+  const sentence = (dx: number, dy: number) => relationSentence(r.label, ICLEVR_RELATIONS.find((x) => x.dx === dx && x.dy === dy)!.text, r.anchor);
+  const out = [sentence(-r.dx, -r.dy)];
+  if (axes && r.dx !== 0 && r.dy !== 0) out.push(sentence(-r.dx, r.dy), sentence(r.dx, -r.dy));
+  return out;
+}
+
 /** The label the detector and metrics use for an i-CLEVR object, e.g. "red cube". */
 export function iclevrLabel(o: Pick<IclevrObject, 'color' | 'shape'>): string {
   return `${o.color} ${o.shape}`;

@@ -22,10 +22,11 @@ export interface TurnBatch {
   target: tf.Tensor4D;
   texts: string[];
   /**
-   * Per turn, an instruction the target must NOT match with the same reference (e.g. the spatial relation
-   * mirrored), or null: extra negatives of L_icm and L_n-icm, so the condition has to encode what tells them apart.
+   * Per turn, instructions the target must NOT match with the same reference (e.g. the spatial relation
+   * mirrored): one, several, or none (null / []). Extra negatives of L_icm and L_n-icm, so the condition has to
+   * encode what tells them apart.
    */
-  hardNegativeTexts?: (string | null)[];
+  hardNegativeTexts?: (string | readonly string[] | null)[];
   /**
    * Per item, the reference already in codec space, read where `referenceLatentMask` is 1 instead of encoding
    * `reference`: the model's own previous canvas, handed on as a latent as at inference (scheduled sampling).
@@ -152,9 +153,9 @@ export class CddIcm extends Module {
     const h = batch.hardNegativeTexts;
     if (!h) return undefined;
     if (h.length !== batch.texts.length) throw new Error('batch: hardNegativeTexts and texts differ in length');
-    const idx = h.flatMap((t, i) => (t === null ? [] : [i]));
-    if (idx.length === 0) return undefined;
-    return this.encodeCondition(tf.gather(batch.reference, idx), idx.map((i) => h[i]!)).c;
+    const pairs = h.flatMap((t, i) => (t === null ? [] : typeof t === 'string' ? [t] : t).map((text) => ({ i, text })));
+    if (pairs.length === 0) return undefined;
+    return this.encodeCondition(tf.gather(batch.reference, pairs.map((p) => p.i)), pairs.map((p) => p.text)).c;
   }
 
   /** The batch's references in codec space: encoded, or the given latents where the mask says so. */

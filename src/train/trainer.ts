@@ -13,7 +13,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { mirrorRelationText, mulberry32 } from '../data/index.js';
+import { mulberry32, relationHardNegatives } from '../data/index.js';
 import { partLogger } from '../log/index.js';
 import {
   AutoencoderCodec,
@@ -82,6 +82,8 @@ export interface TrainOptions {
   p2Gamma: number;
   /** i-CLEVR: each relation turn's mirrored instruction is an extra negative of L_icm / L_n-icm (not the paper's). */
   icmHardNegatives: boolean;
+  /** With icmHardNegatives: a diagonal relation's one-axis mirrors are negatives too (relationHardNegatives). */
+  icmHardNegativeAxes: boolean;
   conditionDropout: number;
   clipNorm: number;
   valEvery: number;
@@ -124,6 +126,7 @@ export const DEFAULT_OPTIONS: Omit<TrainOptions, 'dataset' | 'config' | 'stage' 
   delta: PAPER_DEFAULTS.delta,
   p2Gamma: 0,
   icmHardNegatives: false,
+  icmHardNegativeAxes: false,
   conditionDropout: PAPER_DEFAULTS.conditionDropout,
   clipNorm: 1,
   valEvery: 500,
@@ -261,7 +264,7 @@ export function modelStageTask(
   optimizer: AdamW,
   train: TurnDataset,
   valBatches: HostBatch[],
-  o: Pick<TrainOptions, 'batch' | 'seed' | 'gamma' | 'delta' | 'p2Gamma' | 'conditionDropout' | 'icmHardNegatives' | 'selfReferenceRate' | 'selfReferenceTarget'>,
+  o: Pick<TrainOptions, 'batch' | 'seed' | 'gamma' | 'delta' | 'p2Gamma' | 'conditionDropout' | 'icmHardNegatives' | 'icmHardNegativeAxes' | 'selfReferenceRate' | 'selfReferenceTarget'>,
   own?: SelfReferences,
 ): StageTask & { stream: BatchStream } {
   const sampler = new TurnSampler(train.texts.length, mixSeed(o.seed, 17));
@@ -269,7 +272,7 @@ export function modelStageTask(
   const stream = new BatchStream(train, sampler, o.batch, 0, own ? { refs: own, rate: o.selfReferenceRate, seed: o.seed, target: o.selfReferenceTarget } : undefined);
   const vars = stageNames(optimizer);
   const withHardNegatives = <B extends TurnBatch>(b: B): B =>
-    o.icmHardNegatives ? { ...b, hardNegativeTexts: b.texts.map(mirrorRelationText) } : b;
+    o.icmHardNegatives ? { ...b, hardNegativeTexts: b.texts.map((t) => relationHardNegatives(t, o.icmHardNegativeAxes)) } : b;
   const lossOpts = { stage, gamma: o.gamma, delta: o.delta, p2Gamma: o.p2Gamma, conditionDropout: o.conditionDropout };
   return {
     name: `stage ${stage}`,

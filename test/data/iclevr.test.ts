@@ -9,6 +9,7 @@ import {
   iclevrLabel,
   iclevrObjectRadius,
   mirrorRelationText,
+  relationHardNegatives,
   parseRelationTurnText,
   renderIclevr,
   type IclevrObject,
@@ -67,6 +68,12 @@ describe('generateIclevrEpisodes', () => {
         const mirrored = mirrorRelationText(ep.turns[i]!.text)!;
         expect(parseRelationTurnText(mirrored)).toEqual({ label: iclevrLabel(added), anchor: iclevrLabel(ref!), dx: -rel.dx || 0, dy: -rel.dy || 0 });
         expect(mirrorRelationText(mirrored)).toBe(ep.turns[i]!.text);
+        // Hard negatives: the mirror, and with axes each one-axis mirror of a diagonal relation.
+        expect(relationHardNegatives(ep.turns[i]!.text, false)).toEqual([mirrored]);
+        const axes = relationHardNegatives(ep.turns[i]!.text, true).map((t) => parseRelationTurnText(t));
+        const want = [{ dx: -rel.dx || 0, dy: -rel.dy || 0 }];
+        if (rel.dx !== 0 && rel.dy !== 0) want.push({ dx: -rel.dx, dy: rel.dy }, { dx: rel.dx, dy: -rel.dy });
+        expect(axes).toEqual(want.map((w) => ({ label: iclevrLabel(added), anchor: iclevrLabel(ref!), ...w })));
         // The geometry matches the relation.
         const dx = added.x - ref!.x;
         const dy = added.y - ref!.y;

@@ -137,6 +137,13 @@ describe('CddIcm training API', () => {
     const g1 = grad(hard);
     const diff = Math.max(...textVars.map((v) => tf.tidy(() => tf.max(tf.abs(tf.sub(g0[v.name]!, g1[v.name]!))).dataSync()[0]!)));
     expect(diff).toBeGreaterThan(0);
+    // Several negatives per turn: the same as one per turn when they repeat it, more loss when they add one.
+    const twice = { ...batch, hardNegativeTexts: hard.hardNegativeTexts.map((t) => (t === null ? [] : [t])) };
+    const more = { ...batch, hardNegativeTexts: batch.texts.map((t) => (swap(t) === null ? null : [swap(t)!, t.replace(/ (cube|sphere|cylinder) /, ' cone ')])) };
+    for (const stage of [1, 3] as const) {
+      expect(loss(twice, stage)).toBeCloseTo(loss(hard, stage), 6);
+      expect(loss(more, stage)).toBeGreaterThan(loss(hard, stage));
+    }
     expect(() => model.losses({ ...batch, hardNegativeTexts: [null] }, { stage: 1 })).toThrow(/hardNegativeTexts/);
     tf.dispose([batch.reference, batch.target, ...Object.values(g0), ...Object.values(g1)]);
   });

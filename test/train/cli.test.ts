@@ -33,4 +33,10 @@ describe('train CLI option checks', () => {
     expect(missing.status).toBe(1);
     expect(missing.stderr).toMatch(/nonexistent-model/);
   });
+
+  it('refuses one-axis hard negatives without --icm-hard-negatives', () => {
+    const r = runCli(['--dataset', 'iclevr', '--stage', '3', '--out', '/tmp/never-written', '--icm-hard-negative-axes']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('--icm-hard-negative-axes needs --icm-hard-negatives');
+  });
 });

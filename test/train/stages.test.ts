@@ -58,6 +58,10 @@ describe('stage selection (Sec. 2.6)', () => {
       const total = (t: typeof plain) => tf.tidy(() => t.loss(0, 0).total.dataSync()[0]!);
       expect(total(hard)).toBeGreaterThan(total(plain));
       expect(hard.validate()).toBeGreaterThan(plain.validate());
+      // --icm-hard-negative-axes: the one-axis mirrors of diagonal relations are more negatives.
+      const axes = modelStageTask(model, stage, optimizer, ds, val, { ...opts, icmHardNegatives: true, icmHardNegativeAxes: true });
+      const epoch = (t: typeof plain) => tf.tidy(() => [0, 4, 8, 12, 16].reduce((sum, c) => sum + t.loss(c, 0).total.dataSync()[0]!, 0));
+      expect(epoch(axes)).toBeGreaterThan(epoch(hard));
       if (stage === 3) {
         // The mirrored conditions are constants to stage 3: the frozen encoders get no gradient through them.
         const before = weights(model);
