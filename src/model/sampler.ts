@@ -282,6 +282,7 @@ export interface BestOfResult {
   latent: Float32Array;
   /** The kept candidate. */
   candidate: number;
+  /** Empty when n = 1 (nothing to choose, nothing scored). */
   scores: number[];
 }
 
@@ -295,16 +296,14 @@ export async function sampleBestOf(model: CddIcm, reqs: SampleRequest[], n: numb
   const expanded = Array.from({ length: n }, (_, k) => reqs.map((r) => ({ ...r, seed: candidateSeed(r.seed, k) }))).flat();
   const out = await sampleWithLatents(model, expanded, opts);
   const R = reqs.length;
-  let scores: number[] = expanded.map(() => 0);
-  if (n > 1) {
-    const s = tf.tidy(() => {
-      const size = model.config.imageSize;
-      const refs = imagesToTensor(expanded.map((r) => resizeImage(r.reference, size)));
-      return model.compositionalMatch(refs, expanded.map((r) => r.text), imagesToTensor(out.map((o) => o.image)));
-    });
-    scores = Array.from(await s.data());
-    s.dispose();
-  }
+  if (n === 1) return out.map((o) => ({ ...o, candidate: 0, scores: [] }));
+  const s = tf.tidy(() => {
+    const size = model.config.imageSize;
+    const refs = imagesToTensor(expanded.map((r) => resizeImage(r.reference, size)));
+    return model.compositionalMatch(refs, expanded.map((r) => r.text), imagesToTensor(out.map((o) => o.image)));
+  });
+  const scores = Array.from(await s.data());
+  s.dispose();
   return reqs.map((_, i) => {
     const mine = Array.from({ length: n }, (_, k) => scores[k * R + i]!);
     const best = mine.indexOf(Math.max(...mine));
