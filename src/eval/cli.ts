@@ -3,8 +3,7 @@
  *
  *   npm run eval -- --model <checkpoint> --episodes <file> [--limit N] [--teacher-forced] [--steps K]
  *        [--guidance phi] [--icm-guidance psi] [--seed S] [--batch B] [--detector DIR] [--out DIR] [--json]
- *        [--codraw-dir DIR] [--backend NAME] [--sheet-episodes N] [--reencode-reference]
-  [--candidates N]
+ *        [--codraw-dir DIR] [--backend NAME] [--sheet-episodes N] [--reencode-reference] [--candidates N]
  *
  * Writes report.json and contact-sheet.png (the first --sheet-episodes episodes, default 8) to the output folder, prints a table; with --json the last stdout line
  * is one JSON object (precision, recall, f1, rsim, episodes, turns, detector_reference_f1, ...).
