@@ -88,10 +88,7 @@ export function parseRelationTurnText(text: string): IclevrRelationSpec | null {
  * a first turn or any other text.
  */
 export function mirrorRelationText(text: string): string | null {
-  const r = parseRelationTurnText(text);
-  if (!r) return null;
-  const opposite = ICLEVR_RELATIONS.find((x) => x.dx === -r.dx && x.dy === -r.dy)!;
-  return relationSentence(r.label, opposite.text, r.anchor);
+  return relationHardNegatives(text, false)[0] ?? null;
 }
 
 /**
