@@ -4,21 +4,27 @@ import { encodePngAsync } from '../../src/data/index.js';
 import { ProgressChannel } from '../../src/engine/preview.js';
 import type { TurnProgress } from '../../src/engine/index.js';
 
-/** An encoder whose jobs finish when the test says so (the real encoder, held back). */
+/**
+ * An encoder whose jobs finish when the test says so (the real encoder, held back). `release` resolves once the
+ * job's PNG has been handed to the channel and every callback it queued has run, so the test never guesses how
+ * long the thread pool takes (a busy CI machine once needed more than a fixed 20 ms).
+ */
 function heldEncoder() {
-  const jobs: Array<{ img: RgbImage; release: () => void }> = [];
+  const jobs: Array<{ img: RgbImage; release: () => Promise<void> }> = [];
   return {
     jobs,
     encode(img: RgbImage): Promise<Buffer> {
       return new Promise((resolve, reject) => {
-        jobs.push({ img, release: () => encodePngAsync(img).then(resolve, reject) });
+        jobs.push({ img, release: () => encodePngAsync(img).then(resolve, reject).then(flush) });
       });
     },
   };
 }
 
+/** Lets every queued promise callback run. */
+const flush = () => new Promise<void>((r) => setImmediate(r));
+
 const frame = (v: number): RgbImage => blankImage(4, 4, [v, v, v]);
-const tick = () => new Promise((r) => setTimeout(r, 20));
 
 describe('previews', () => {
   test('encodePngAsync gives a PNG of the image', async () => {
@@ -42,14 +48,12 @@ describe('previews', () => {
     ch.step(6, 400, frame(6)); // replaces 4 (stale)
     expect(out.map((p) => p.step)).toEqual([1]);
     expect(enc.jobs).toHaveLength(1);
-    enc.jobs[0]!.release();
-    await tick();
+    await enc.jobs[0]!.release();
     expect(out.map((p) => [p.step, p.previewPng !== null])).toEqual([[1, false], [2, true]]);
     expect(enc.jobs).toHaveLength(2);
     expect(enc.jobs[1]!.img.data[0]).toBe(6);
     expect(ch.skipped).toBe(1);
-    enc.jobs[1]!.release();
-    await tick();
+    await enc.jobs[1]!.release();
     ch.step(7, 300, null);
     expect(out.map((p) => p.step)).toEqual([1, 2, 6, 7]);
     expect((await decodePng(out[2]!.previewPng!)).data[0]).toBe(6);
@@ -57,7 +61,7 @@ describe('previews', () => {
     // A frame encoding when the turn ends is dropped.
     ch.step(8, 200, frame(8));
     ch.close();
-    enc.jobs[2]!.release();
+    await enc.jobs[2]!.release();
     await ch.idle();
     ch.step(9, 100, null);
     expect(out.map((p) => p.step)).toEqual([1, 2, 6, 7]);
