@@ -26,25 +26,46 @@ export interface SampleRequest {
   icmGuidanceScale: number;
   /** Seed of x_T ~ N(0, I): the same request and seed give the same image. */
   seed: number;
+  /**
+   * Best-of-n (not the paper's): sample n candidates (seeds from candidateSeed; candidate 0 is `seed`) and keep
+   * the one the model's clean-image ICM score ranks first. Default 1: plain sampling.
+   */
+  candidates?: number;
 }
 
 export interface SampleState {
   readonly request: SampleRequest;
+  /** Samples this state denoises per step (its candidates). */
+  readonly width: number;
   readonly done: boolean;
   /** Steps taken so far. */
   readonly stepIndex: number;
   readonly totalSteps: number;
-  /** The current x0 estimate as pixels [H, W, 3] in [-1, 1] (x_T decoded before the first step). Caller disposes. */
+  /**
+   * The current x0 estimate as pixels [H, W, 3] in [-1, 1] (x_T decoded before the first step); of candidate 0
+   * for best-of-n (which candidate wins is known only at the end). Caller disposes.
+   */
   predX0(): tf.Tensor3D;
-  /** The generated image; only when done. */
+  /** The generated image (best-of-n: the kept candidate's); only when done. */
   result(): RgbImage;
   /** The generated sample in codec space [h * w * C] (NHWC order); only when done. */
   latent(): Float32Array;
+  /** Best-of-n: the kept candidate and every candidate's score (empty for n = 1); only when done. */
+  choice(): { candidate: number; scores: number[] };
   /** Free the state's tensors (idempotent). */
   dispose(): void;
 }
 
+/** The encoded condition of a request, shared by its candidates. */
+interface Condition {
+  reference: tf.Tensor4D;
+  c: tf.Tensor2D;
+  context: tf.Tensor3D;
+}
+
+/** One sample being denoised. */
 class State implements SampleState {
+  readonly width = 1;
   stepIndex = 0;
   disposed = false;
   x: tf.Tensor4D;
@@ -53,12 +74,21 @@ class State implements SampleState {
     readonly request: SampleRequest,
     readonly model: CddIcm,
     readonly schedule: SpacedDiffusion,
-    readonly reference: tf.Tensor4D,
-    readonly c: tf.Tensor2D,
-    readonly context: tf.Tensor3D,
+    readonly cond: Condition,
     x: tf.Tensor4D,
+    /** False for a best-of-n candidate: its group frees the shared condition. */
+    private readonly ownsCondition = true,
   ) {
     this.x = x;
+  }
+  get reference(): tf.Tensor4D {
+    return this.cond.reference;
+  }
+  get c(): tf.Tensor2D {
+    return this.cond.c;
+  }
+  get context(): tf.Tensor3D {
+    return this.cond.context;
   }
   get totalSteps(): number {
     return this.schedule.numTimesteps;
@@ -86,16 +116,79 @@ class State implements SampleState {
     if (!this.done) throw new Error(`sample not finished (${this.stepIndex}/${this.totalSteps} steps)`);
     return Float32Array.from(this.x.dataSync());
   }
+  choice(): { candidate: number; scores: number[] } {
+    return { candidate: 0, scores: [] };
+  }
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    tf.dispose([this.x, this.reference, this.c, this.context]);
+    tf.dispose(this.ownsCondition ? [this.x, this.cond.reference, this.cond.c, this.cond.context] : [this.x]);
     this.x0?.dispose();
   }
   private alive(): void {
     if (this.disposed) throw new Error('sample state was disposed');
   }
 }
+
+/**
+ * Best-of-n: n candidates of one request, stepped together with everything else in the batch; when they are done,
+ * each candidate's image is scored with compositionalMatch(reference, text, image) (the model's clean-image ICM, as
+ * DALL-E reranked with CLIP) and the highest is kept.
+ */
+class BestOfState implements SampleState {
+  private picked: { candidate: number; scores: number[] } | null = null;
+  private disposed = false;
+  constructor(
+    readonly request: SampleRequest,
+    readonly model: CddIcm,
+    readonly members: State[],
+    private readonly cond: Condition,
+    private readonly pixels: tf.Tensor4D,
+  ) {}
+  get width(): number {
+    return this.members.length;
+  }
+  get stepIndex(): number {
+    return this.members[0]!.stepIndex;
+  }
+  get totalSteps(): number {
+    return this.members[0]!.totalSteps;
+  }
+  get done(): boolean {
+    return this.members[0]!.done;
+  }
+  predX0(): tf.Tensor3D {
+    return this.members[0]!.predX0();
+  }
+  result(): RgbImage {
+    return this.members[this.choice().candidate]!.result();
+  }
+  latent(): Float32Array {
+    return this.members[this.choice().candidate]!.latent();
+  }
+  choice(): { candidate: number; scores: number[] } {
+    if (this.disposed) throw new Error('sample state was disposed');
+    if (!this.picked) {
+      const images = this.members.map((m) => m.result());
+      const n = images.length;
+      const s = tf.tidy(() =>
+        this.model.compositionalMatch(tf.tile(this.pixels, [n, 1, 1, 1]), Array(n).fill(this.request.text), imagesToTensor(images)),
+      );
+      const scores = Array.from(s.dataSync());
+      s.dispose();
+      this.picked = { candidate: scores.indexOf(Math.max(...scores)), scores };
+    }
+    return this.picked;
+  }
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const m of this.members) m.dispose();
+    tf.dispose([this.cond.reference, this.cond.c, this.cond.context, this.pixels]);
+  }
+}
+
+const MAX_CANDIDATES = 64;
 
 export class Sampler {
   private readonly schedules = new Map<number, SpacedDiffusion>();
@@ -112,30 +205,37 @@ export class Sampler {
     return s;
   }
 
-  /** Encode the condition once and draw x_T from the seed. */
+  /** Encode the condition once and draw x_T from the seed (of each candidate). */
   prepare(req: SampleRequest): SampleState {
     const T = this.model.diffusion.numTimesteps;
     if (!Number.isInteger(req.steps) || req.steps < 1 || req.steps > T) throw new Error(`steps must be an integer in [1, ${T}], got ${req.steps}`);
     if (!Number.isFinite(req.guidanceScale) || !Number.isFinite(req.icmGuidanceScale)) throw new Error('guidance scales must be finite');
+    const n = req.candidates ?? 1;
+    if (!Number.isInteger(n) || n < 1 || n > MAX_CANDIDATES) throw new Error(`candidates must be an integer in [1, ${MAX_CANDIDATES}], got ${n}`);
     const schedule = this.schedule(req.steps);
     const m = this.model;
     const shape: [number, number, number, number] = [1, m.latentSize, m.latentSize, m.latentChannels];
     if (req.referenceLatent && req.referenceLatent.length !== shape[1] * shape[2] * shape[3]) {
       throw new Error(`referenceLatent has ${req.referenceLatent.length} values, the model's codec space ${shape.slice(1).join('x')}`);
     }
-    const { reference, c, context, x } = tf.tidy(() => {
+    const { cond, pixels } = tf.tidy(() => {
       const pixels = imagesToTensor([resizeImage(req.reference, m.config.imageSize)]);
-      const cond = m.encodeCondition(pixels, [req.text]);
-      const noise = tf.randomNormal(shape, 0, 1, 'float32', req.seed >>> 0) as tf.Tensor4D;
+      const enc = m.encodeCondition(pixels, [req.text]);
       const reference = req.referenceLatent ? tf.tensor4d(req.referenceLatent, shape) : m.encodeImage(pixels);
-      return { reference, c: cond.c, context: cond.context, x: noise };
+      return { cond: { reference, c: enc.c, context: enc.context }, pixels };
     });
-    return new State(req, m, schedule, reference, c, context, x);
+    const noise = (seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed >>> 0) as tf.Tensor4D;
+    if (n === 1) {
+      pixels.dispose();
+      return new State(req, m, schedule, cond, noise(req.seed));
+    }
+    const members = Array.from({ length: n }, (_, k) => new State(req, m, schedule, cond, noise(candidateSeed(req.seed, k)), false));
+    return new BestOfState(req, m, members, cond, pixels);
   }
 
   /** One denoising step for every unfinished state, batched in one U-Net call (plus one for the null condition). */
   step(states: SampleState[]): void {
-    const active = states.map((s) => {
+    const active = states.flatMap((s) => (s instanceof BestOfState ? s.members : [s])).map((s) => {
       if (!(s instanceof State) || s.model !== this.model) throw new Error('state was not prepared by a sampler of this model');
       if (s.disposed) throw new Error('sample state was disposed');
       return s;
@@ -244,6 +344,11 @@ export async function sampleWithLatents(
   reqs: SampleRequest[],
   opts: SampleOptions = {},
 ): Promise<{ image: RgbImage; latent: Float32Array }[]> {
+  return sampleStates(model, reqs, opts, (s) => ({ image: s.result(), latent: s.latent() }));
+}
+
+/** Step the requests' states to the end and read each one with `take`. */
+async function sampleStates<T>(model: CddIcm, reqs: SampleRequest[], opts: SampleOptions, take: (s: SampleState) => T): Promise<T[]> {
   const sampler = new Sampler(model);
   const states: SampleState[] = [];
   try {
@@ -265,7 +370,7 @@ export async function sampleWithLatents(
       await new Promise<void>((r) => setImmediate(r));
     }
     throwIfAborted(opts.signal);
-    return states.map((s) => ({ image: s.result(), latent: s.latent() }));
+    return states.map(take);
   } finally {
     for (const s of states) s.dispose();
   }
@@ -286,29 +391,10 @@ export interface BestOfResult {
   scores: number[];
 }
 
-/**
- * Best-of-n sampling (not the paper's; DALL-E reranked its samples with CLIP, this uses the model's own ICM):
- * each request is sampled with n seeds (candidateSeed) in one batch, and the candidate whose image scores highest
- * under compositionalMatch(reference, text, image) is kept. n = 1 is sampleWithLatents.
- */
+/** `sampleWithLatents` with every request sampled best-of-n (SampleRequest.candidates = n). */
 export async function sampleBestOf(model: CddIcm, reqs: SampleRequest[], n: number, opts: SampleOptions = {}): Promise<BestOfResult[]> {
   if (!Number.isInteger(n) || n < 1) throw new Error(`candidates must be a positive integer, got ${n}`);
-  const expanded = Array.from({ length: n }, (_, k) => reqs.map((r) => ({ ...r, seed: candidateSeed(r.seed, k) }))).flat();
-  const out = await sampleWithLatents(model, expanded, opts);
-  const R = reqs.length;
-  if (n === 1) return out.map((o) => ({ ...o, candidate: 0, scores: [] }));
-  const s = tf.tidy(() => {
-    const size = model.config.imageSize;
-    const refs = imagesToTensor(expanded.map((r) => resizeImage(r.reference, size)));
-    return model.compositionalMatch(refs, expanded.map((r) => r.text), imagesToTensor(out.map((o) => o.image)));
-  });
-  const scores = Array.from(await s.data());
-  s.dispose();
-  return reqs.map((_, i) => {
-    const mine = Array.from({ length: n }, (_, k) => scores[k * R + i]!);
-    const best = mine.indexOf(Math.max(...mine));
-    return { ...out[best * R + i]!, candidate: best, scores: mine };
-  });
+  return sampleStates(model, reqs.map((r) => ({ ...r, candidates: n })), opts, (s) => ({ image: s.result(), latent: s.latent(), ...s.choice() }));
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

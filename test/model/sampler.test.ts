@@ -228,4 +228,35 @@ describe('Sampler', () => {
     await expect(sampleBestOf(model, reqs, 0)).rejects.toThrow(/candidates/);
     expect(tf.memory().numTensors).toBe(before);
   });
+
+  it('a best-of-n state steps in a shared batch beside plain ones; its preview is candidate 0, its result the kept one', async () => {
+    const before = tf.memory().numTensors;
+    const other = makeTurns()[2]!;
+    const r = req({ guidanceScale: 3, steps: 4 });
+    const plainReq = req({ text: other.text, reference: other.reference, seed: 21, guidanceScale: 3, steps: 6 });
+    const sampler = new Sampler(model);
+    const group = sampler.prepare({ ...r, candidates: 3 });
+    const lone = sampler.prepare(plainReq);
+    const first = sampler.prepare({ ...r, seed: candidateSeed(r.seed, 0) });
+    expect([group.width, lone.width]).toEqual([3, 1]);
+    sampler.step([group, lone, first]);
+    // After one step the group's preview is its candidate 0's x0, i.e. the plain request's.
+    const [a, b] = [group.predX0(), first.predX0()];
+    expect(Array.from(a.dataSync())).toEqual(Array.from(b.dataSync()));
+    tf.dispose([a, b]);
+    expect(() => group.result()).toThrow(/not finished/);
+    while (!lone.done) sampler.step([group, lone]);
+    expect([group.done, group.stepIndex, lone.stepIndex]).toEqual([true, 4, 6]);
+    const [bestOf] = await sampleBestOf(model, [r], 3);
+    expect(group.choice()).toEqual({ candidate: bestOf!.candidate, scores: bestOf!.scores.map((s) => expect.closeTo(s, 4)) });
+    expect(same(group.result(), bestOf!.image)).toBe(true);
+    // The plain item in the same batch is what it is alone.
+    const [alone] = await sample(model, [plainReq]);
+    expect(same(lone.result(), alone!)).toBe(true);
+    for (const s of [group, lone, first]) s.dispose();
+    group.dispose();
+    expect(() => group.choice()).toThrow(/disposed/);
+    for (const n of [0, 1.5, 65]) expect(() => sampler.prepare({ ...r, candidates: n })).toThrow(/candidates must be an integer in \[1, 64\]/);
+    expect(tf.memory().numTensors).toBe(before);
+  });
 });
