@@ -16,12 +16,14 @@ const int = (min: number, max: number) => z.coerce.number().int().min(min).max(m
  * (`sampling` in its config.json: the settings its model card measured best) gives one: the paper's guidance scales
  * (phi 3, psi 2) with 50 DDIM steps instead of its 250, which a CPU cannot serve interactively.
  */
-export const TURN_DEFAULTS = { steps: 50, guidanceScale: 3, icmGuidanceScale: 2 } as const;
+export const TURN_DEFAULTS = { steps: 50, guidanceScale: 3, icmGuidanceScale: 2, candidates: 1 } as const;
 
 export interface TurnSettings {
   steps: number;
   guidanceScale: number;
   icmGuidanceScale: number;
+  /** Best-of-n: samples drawn per turn, the one the model's own ICM score ranks first kept. */
+  candidates: number;
 }
 
 /**
@@ -30,13 +32,14 @@ export interface TurnSettings {
  * server's.
  */
 export function resolveTurnDefaults(
-  config: Pick<Config, 'defaultSteps' | 'defaultGuidanceScale' | 'defaultIcmGuidanceScale'> | null,
+  config: Pick<Config, 'defaultSteps' | 'defaultGuidanceScale' | 'defaultIcmGuidanceScale' | 'defaultCandidates'> | null,
   recommended: Partial<TurnSettings> = {},
 ): TurnSettings {
   return {
     steps: config?.defaultSteps ?? recommended.steps ?? TURN_DEFAULTS.steps,
     guidanceScale: config?.defaultGuidanceScale ?? recommended.guidanceScale ?? TURN_DEFAULTS.guidanceScale,
     icmGuidanceScale: config?.defaultIcmGuidanceScale ?? recommended.icmGuidanceScale ?? TURN_DEFAULTS.icmGuidanceScale,
+    candidates: config?.defaultCandidates ?? recommended.candidates ?? TURN_DEFAULTS.candidates,
   };
 }
 
@@ -60,6 +63,8 @@ const LimitsSchema = z.object({
   maxHttpBodyBytes: int(256, 64 * 1024 * 1024).default(256 * 1024),
   /** Most denoising steps a turn may ask for. */
   maxSteps: int(1, 10_000).default(250),
+  /** Most best-of-n candidates a turn may ask for (each is a full sample: n times the turn's denoising work). */
+  maxCandidates: int(1, 64).default(8),
   /** Largest PNG returned as a data URL, in bytes. */
   maxDataUrlBytes: int(1024, 64 * 1024 * 1024).default(512 * 1024),
 });
@@ -83,6 +88,7 @@ const ConfigSchema = z.object({
   defaultSteps: int(1, 10_000).optional(),
   defaultGuidanceScale: z.coerce.number().min(0).max(100).optional(),
   defaultIcmGuidanceScale: z.coerce.number().min(0).max(100).optional(),
+  defaultCandidates: int(1, 64).optional(),
   /** A socket whose unsent data exceeds this many bytes gets only the latest preview frame. */
   wsHighWaterMarkBytes: int(0, 1 << 30).default(256 * 1024),
   /** How long SIGTERM waits for in-flight work before closing anyway. */
@@ -133,6 +139,7 @@ const ENV: Record<string, string> = {
   DEFAULT_STEPS: 'defaultSteps',
   DEFAULT_GUIDANCE_SCALE: 'defaultGuidanceScale',
   DEFAULT_ICM_GUIDANCE_SCALE: 'defaultIcmGuidanceScale',
+  DEFAULT_CANDIDATES: 'defaultCandidates',
   WS_HIGH_WATER_MARK_BYTES: 'wsHighWaterMarkBytes',
   SHUTDOWN_TIMEOUT_MS: 'shutdownTimeoutMs',
   MAX_TEXT_LENGTH: 'limits.maxTextLength',
@@ -143,6 +150,7 @@ const ENV: Record<string, string> = {
   MAX_QUERY_COMPLEXITY: 'limits.maxQueryComplexity',
   MAX_WS_PAYLOAD_BYTES: 'limits.maxWsPayloadBytes',
   MAX_HTTP_BODY_BYTES: 'limits.maxHttpBodyBytes',
+  MAX_CANDIDATES: 'limits.maxCandidates',
   MAX_STEPS: 'limits.maxSteps',
   MAX_DATA_URL_BYTES: 'limits.maxDataUrlBytes',
 };

@@ -256,7 +256,8 @@ export class Engine implements GenerationEngine {
 
   /** Start turns (round-robin over sessions) while the batch has room. */
   private admit(): void {
-    while (this.batch.length + this.readyTurns.length + this.starting < this.capacity()) {
+    // In samples, as prepareReady counts them (a start in flight counts one: its candidates are not known yet).
+    while (this.batchSamples() + this.readyTurns.reduce((n, r) => n + (r.inputs!.candidates ?? 1), 0) + this.starting < this.capacity()) {
       const q = this.queue.next();
       if (!q) return;
       const rec: TurnRecord = {
@@ -291,12 +292,20 @@ export class Engine implements GenerationEngine {
     this.readyTurns.push(rec);
   }
 
+  /** Samples denoised per step by the batch (a best-of-n turn counts n). */
+  private batchSamples(): number {
+    return this.batch.reduce((n, r) => n + r.state!.width, 0);
+  }
+
   /**
    * Encode the condition of every newcomer (yielding between them: each is a forward pass of the encoders);
-   * a turn whose inputs the model rejects fails alone.
+   * a turn whose inputs the model rejects fails alone. maxBatchSize bounds the samples of a step: a best-of-n
+   * newcomer that does not fit waits, first in line, while smaller ones behind it may join (admit starts no more
+   * turns while it waits, so it is next once the batch has room); into an empty batch any turn fits.
    */
   private async prepareReady(sampler: Sampler): Promise<void> {
     const newcomers = this.readyTurns.splice(0);
+    const waiting: TurnRecord[] = [];
     this.preparing = newcomers.length;
     for (const [i, rec] of newcomers.entries()) {
       if (i > 0) await yieldToEventLoop();
@@ -311,11 +320,16 @@ export class Engine implements GenerationEngine {
         continue;
       }
       const inp = rec.inputs!;
+      if (this.batch.length > 0 && this.batchSamples() + (inp.candidates ?? 1) > this.capacity()) {
+        waiting.push(rec);
+        continue;
+      }
       try {
         const referenceLatent = inp.referenceLatent ?? this.latents.get(inp.reference);
         rec.state = sampler.prepare({
           text: inp.text, reference: inp.reference, steps: inp.steps, guidanceScale: inp.guidanceScale,
-          icmGuidanceScale: inp.icmGuidanceScale, seed: inp.seed, ...(referenceLatent ? { referenceLatent } : {}),
+          icmGuidanceScale: inp.icmGuidanceScale, seed: inp.seed, ...(inp.candidates ? { candidates: inp.candidates } : {}),
+          ...(referenceLatent ? { referenceLatent } : {}),
         });
       } catch (err) {
         this.end(rec, 'failed', toError(err));
@@ -332,6 +346,7 @@ export class Engine implements GenerationEngine {
       this.batch.push(rec);
       log.debug({ turnId: rec.turnId, batch: this.batch.length }, 'turn joined the batch');
     }
+    this.readyTurns.unshift(...waiting);
     this.preparing = 0;
   }
 
@@ -376,7 +391,13 @@ export class Engine implements GenerationEngine {
     const size = this.batch.length;
     if (this.o.onBatch) {
       try {
-        this.o.onBatch({ size, turnIds: this.batch.map((r) => r.turnId), steps: this.batch.map((r) => r.state!.stepIndex), stepMs: ms });
+        this.o.onBatch({
+          size,
+          samples: this.batchSamples(),
+          turnIds: this.batch.map((r) => r.turnId),
+          steps: this.batch.map((r) => r.state!.stepIndex),
+          stepMs: ms,
+        });
       } catch (err) {
         log.warn({ err }, 'onBatch callback threw');
       }

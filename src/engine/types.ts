@@ -79,6 +79,8 @@ export interface GenerationEngine {
 export interface BatchInfo {
   /** Turns denoised in this U-Net call. */
   size: number;
+  /** Samples in it (a best-of-n turn counts n). */
+  samples: number;
   turnIds: string[];
   /** Each item's step position after the step (items may be at different positions). */
   steps: number[];
@@ -92,7 +94,10 @@ export interface EngineOptions {
   hooks: EngineHooks;
   /** A preview of the predicted x0 every N steps; 0 turns previews off. Default 5. */
   previewEvery?: number;
-  /** Most turns denoised in one U-Net call. Default 8. */
+  /**
+   * Most samples denoised in one U-Net call: turns, a best-of-n turn counting n (one that asks for more runs
+   * alone). Default 8.
+   */
   maxBatchSize?: number;
   /** False: one turn at a time (round-robin over sessions), for the benchmark. Default true. */
   batching?: boolean;

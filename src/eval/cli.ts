@@ -24,8 +24,8 @@ const USAGE = `usage: npm run eval -- --model CHECKPOINT --episodes FILE [--limi
   [--guidance PHI] [--icm-guidance PSI] [--seed S] [--batch B] [--detector DIR] [--out DIR] [--json]
   [--codraw-dir DIR] [--backend auto|native-cpu|cpu|tensorflow] [--sheet-episodes N] [--reencode-reference]
   [--candidates N]
-  --steps / --guidance / --icm-guidance default to the checkpoint's recommended sampling settings (config.json's
-  "sampling", as the server), else 50 steps, phi 3, psi 2
+  --steps / --guidance / --icm-guidance / --candidates default to the checkpoint's recommended sampling settings
+  (config.json's "sampling", as the server), else 50 steps, phi 3, psi 2, 1 candidate
   --candidates N: best-of-N per turn, kept by the model's clean-image ICM score (not the paper's; N times the
   sampling work, the N candidates of a batch's B episodes denoised together)`;
 
@@ -80,8 +80,8 @@ async function main(): Promise<void> {
     defaultSteps: optNum(a.steps, 'steps', { int: true, min: 1 }),
     defaultGuidanceScale: optNum(a.guidance, 'guidance', { min: 0 }),
     defaultIcmGuidanceScale: optNum(a['icm-guidance'], 'icm-guidance', { min: 0 }),
+    defaultCandidates: optNum(a.candidates, 'candidates', { int: true, min: 1 }),
   };
-  const candidates = num(a.candidates, 'candidates', 1, { int: true, min: 1 });
   const seed = num(a.seed, 'seed', 0, { int: true });
   const batchSize = num(a.batch, 'batch', 4, { int: true, min: 1 });
   const json = a.json === true;
@@ -102,7 +102,7 @@ async function main(): Promise<void> {
   const log = (s: string) => process.stderr.write(s + '\n');
   log(`backend ${backend.name} (${backend.device}, ${backend.threads} threads)`);
   const model = await loadCheckpoint(modelDir);
-  const { steps, guidanceScale, icmGuidanceScale } = resolveTurnDefaults(asked, model.config.sampling);
+  const { steps, guidanceScale, icmGuidanceScale, candidates } = resolveTurnDefaults(asked, model.config.sampling);
   const detector = await loadDetector(detectorDir);
   if (detector.config.dataset !== dataset) throw new CliError(`${detectorDir} is a ${detector.config.dataset} detector, episodes are ${dataset}`);
   const totalTurns = episodes.reduce((s, e) => s + e.turns.length, 0);

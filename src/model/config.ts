@@ -42,6 +42,8 @@ export interface SamplingDefaults {
   guidanceScale?: number;
   /** ICM guidance scale psi. */
   icmGuidanceScale?: number;
+  /** Best-of-n candidates per turn (SampleRequest.candidates). */
+  candidates?: number;
 }
 
 /** Training and sampling defaults from the paper (Sec. 4.2). */
@@ -152,7 +154,10 @@ export function validateModelConfig(c: ModelConfig): void {
   if (!c.noisyVision.timeConditioned) throw new Error('the noisy image encoder must be time-conditioned');
   if (c.diffusion.schedule !== 'cosine') throw new Error(`unknown schedule ${c.diffusion.schedule}`);
   const s = c.sampling ?? {};
-  if (s.steps !== undefined && !(Number.isInteger(s.steps) && s.steps >= 1)) throw new Error(`sampling.steps must be a positive integer, got ${s.steps}`);
+  for (const k of ['steps', 'candidates'] as const) {
+    const v = s[k];
+    if (v !== undefined && !(Number.isInteger(v) && v >= 1)) throw new Error(`sampling.${k} must be a positive integer, got ${v}`);
+  }
   for (const k of ['guidanceScale', 'icmGuidanceScale'] as const) {
     const v = s[k];
     if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new Error(`sampling.${k} must be a number >= 0, got ${v}`);

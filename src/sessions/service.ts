@@ -98,6 +98,7 @@ export interface SubmitTurnInput {
   steps?: number | null;
   guidanceScale?: number | null;
   icmGuidanceScale?: number | null;
+  candidates?: number | null;
   seed?: number | null;
 }
 
@@ -356,6 +357,7 @@ export class SessionsService implements EngineHooks {
     this.checkNumber('steps', input.steps, 1, limits.maxSteps, true);
     this.checkNumber('guidanceScale', input.guidanceScale, 0, 100, false);
     this.checkNumber('icmGuidanceScale', input.icmGuidanceScale, 0, 100, false);
+    this.checkNumber('candidates', input.candidates, 1, limits.maxCandidates, true);
     this.checkNumber('seed', input.seed, 0, 2 ** 31 - 1, true);
 
     const turn = await this.writes.run(() =>
@@ -388,6 +390,7 @@ export class SessionsService implements EngineHooks {
             steps: input.steps ?? this.opts.turnDefaults.steps,
             guidanceScale: input.guidanceScale ?? this.opts.turnDefaults.guidanceScale,
             icmGuidanceScale: input.icmGuidanceScale ?? this.opts.turnDefaults.icmGuidanceScale,
+            candidates: input.candidates ?? this.opts.turnDefaults.candidates,
             seed: input.seed ?? crypto.randomInt(0, 2 ** 31 - 1),
             parentTurnId: s.headTurnId,
             queueSeq: (last._max.queueSeq ?? 0) + 1,
@@ -525,6 +528,7 @@ export class SessionsService implements EngineHooks {
       steps: t.steps,
       guidanceScale: t.guidanceScale,
       icmGuidanceScale: t.icmGuidanceScale,
+      candidates: t.candidates,
       seed: t.seed,
     };
   }

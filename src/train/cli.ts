@@ -48,6 +48,7 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
 
        npm run train -- --export <checkpoint folder> --out <folder> [--dtype float16|float32]
                         [--weights average|raw] [--default-steps N] [--default-guidance PHI] [--default-icm-guidance PSI]
+                        [--default-candidates N]
   copies a model checkpoint (weights, config, tokenizer, embedded autoencoder) for shipping, float16 by default;
   --weights raw exports the optimised weights (raw.safetensors) of a run trained with --ema-decay instead of
   their average (the model files, the default);
@@ -211,6 +212,7 @@ async function exportModel(argv: string[]): Promise<void> {
       'default-steps': { type: 'string' },
       'default-guidance': { type: 'string' },
       'default-icm-guidance': { type: 'string' },
+      'default-candidates': { type: 'string' },
     },
     strict: true,
   });
@@ -226,6 +228,8 @@ async function exportModel(argv: string[]): Promise<void> {
   if (steps !== undefined) sampling.steps = steps;
   if (guidanceScale !== undefined) sampling.guidanceScale = guidanceScale;
   if (icmGuidanceScale !== undefined) sampling.icmGuidanceScale = icmGuidanceScale;
+  const candidates = num(values['default-candidates'], 'default-candidates');
+  if (candidates !== undefined) sampling.candidates = candidates;
   await initBackend(parseBackendFlag(argv, process.env));
   const model = await loadCheckpoint(values.export);
   if (weights === 'raw') {
@@ -291,7 +295,8 @@ async function rollouts(argv: string[]): Promise<void> {
   if (steps !== undefined) asked.steps = steps;
   if (guidanceScale !== undefined) asked.guidanceScale = guidanceScale;
   if (icmGuidanceScale !== undefined) asked.icmGuidanceScale = icmGuidanceScale;
-  const sampling = resolveTurnDefaults(null, { ...model.config.sampling, ...asked });
+  // Rollouts sample plainly: a recommended best-of-n is a serving choice, not part of the canvases trained on.
+  const { candidates: _bestOf, ...sampling } = resolveTurnDefaults(null, { ...model.config.sampling, ...asked });
   const t0 = Date.now();
   let startDone = -1;
   const stop = { requested: false };

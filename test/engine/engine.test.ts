@@ -98,6 +98,38 @@ describe('engine', () => {
     expect(engine.status()).toMatchObject({ model: 'tiny', backend: backendInfo().name, queueLength: 0, busy: false, batching: true });
   });
 
+  test('a best-of-n turn: its n candidates fill n batch slots, it keeps the best, a newcomer waits for room', async () => {
+    const hooks = new RecordingHooks();
+    hooks.add('a1', 'A', { candidates: 3 });
+    hooks.add('b1', 'B', { candidates: 2 });
+    hooks.add('c1', 'C');
+    const { engine, batches } = start(hooks, { maxBatchSize: 4, previewEvery: 1 });
+    engine.enqueue('A', 'a1');
+    engine.enqueue('B', 'b1');
+    engine.enqueue('C', 'c1');
+    expect(await settled(hooks, ['a1', 'b1', 'c1'])).toEqual(['finished', 'finished', 'finished']);
+    // No step denoises more than 4 samples: a1 (3) runs with c1 (1), which overtakes b1 (2); b1 waits for a1's end.
+    expect(batches.map((b) => [b.turnIds.slice().sort().join(','), b.samples])).toEqual([
+      ['a1,c1', 4], ['a1,c1', 4], ['a1,c1', 4], ['a1,c1', 4], ['b1', 2], ['b1', 2], ['b1', 2], ['b1', 2],
+    ]);
+    // The result is best-of-n sampling of the turn's request, with step-wise previews of candidate 0.
+    const inp = hooks.inputs.get('a1')!;
+    const sampler = new Sampler(model);
+    const direct = sampler.prepare(inp);
+    while (!direct.done) sampler.step([direct]);
+    // (Its kept candidate is not the first, so a turn sampled plainly would not pass.)
+    expect(direct.choice().scores).toHaveLength(3);
+    expect(direct.choice().candidate).not.toBe(0);
+    expect(maxDiff(hooks.results.get('a1')!, direct.result())).toBeLessThanOrEqual(2);
+    direct.dispose();
+    expect(hooks.of('progress', 'a1').map((e) => e.p.step)).toEqual([1, 2, 3]);
+    // A turn asking for more candidates than the batch holds still runs (alone).
+    hooks.add('d1', 'D', { candidates: 6 });
+    engine.enqueue('D', 'd1');
+    expect(await hooks.outcome('d1')).toBe('finished');
+    expect(batches.filter((b) => b.turnIds.includes('d1')).map((b) => [b.size, b.samples])).toEqual([[1, 6], [1, 6], [1, 6], [1, 6]]);
+  });
+
   test('sessions are served round-robin: a session with 5 queued turns does not starve another (batching off)', async () => {
     const hooks = new RecordingHooks();
     const a = ['a1', 'a2', 'a3', 'a4', 'a5'];

@@ -29,6 +29,7 @@ interface StoredTurn {
   seed: number;
   guidanceScale: number;
   icmGuidanceScale: number;
+  candidates?: number;
   /** Replaces the session head as the reference (e.g. a corrupt image to make the model throw). */
   reference?: RgbImage;
   /** start() rejects with this. */
@@ -62,7 +63,8 @@ export class RecordingHooks implements EngineHooks {
     if (t.startError) throw t.startError;
     const reference = t.reference ?? this.heads.get(t.sessionId) ?? this.background;
     this.references.set(turnId, reference);
-    const inputs = { turnId, sessionId: t.sessionId, text: t.text, reference, steps: t.steps, guidanceScale: t.guidanceScale, icmGuidanceScale: t.icmGuidanceScale, seed: t.seed };
+    const inputs = { turnId, sessionId: t.sessionId, text: t.text, reference, steps: t.steps, guidanceScale: t.guidanceScale, icmGuidanceScale: t.icmGuidanceScale, seed: t.seed,
+      ...(t.candidates ? { candidates: t.candidates } : {}) };
     this.inputs.set(turnId, inputs);
     return inputs;
   }

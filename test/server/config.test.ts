@@ -10,7 +10,8 @@ describe('loadConfig', () => {
     expect(c.limits.maxQueuedTurnsPerSession).toBe(8);
     // Turn defaults are unset, so the model's recommendation (else the paper's phi and psi at 50 steps) applies.
     expect(c.defaultGuidanceScale).toBeUndefined();
-    expect(resolveTurnDefaults(c)).toEqual({ steps: 50, guidanceScale: 3, icmGuidanceScale: 2 });
+    expect(resolveTurnDefaults(c)).toEqual({ steps: 50, guidanceScale: 3, icmGuidanceScale: 2, candidates: 1 });
+    expect(c.limits.maxCandidates).toBe(8);
     expect(databaseTarget(c)).toEqual({ kind: 'sqlite', file: path.resolve('data', 'codraw.db') });
   });
 
@@ -26,10 +27,11 @@ describe('loadConfig', () => {
   });
 
   it('turn defaults: the configuration over the model\'s recommendation over the paper\'s', () => {
-    const recommended = { guidanceScale: 5, steps: 30 };
-    expect(resolveTurnDefaults(loadConfig({}, []), recommended)).toEqual({ steps: 30, guidanceScale: 5, icmGuidanceScale: 2 });
-    const set = loadConfig({ DEFAULT_GUIDANCE_SCALE: '1.5', DEFAULT_ICM_GUIDANCE_SCALE: '0' }, []);
-    expect(resolveTurnDefaults(set, recommended)).toEqual({ steps: 30, guidanceScale: 1.5, icmGuidanceScale: 0 });
+    const recommended = { guidanceScale: 5, steps: 30, candidates: 4 };
+    expect(resolveTurnDefaults(loadConfig({}, []), recommended)).toEqual({ steps: 30, guidanceScale: 5, icmGuidanceScale: 2, candidates: 4 });
+    const set = loadConfig({ DEFAULT_GUIDANCE_SCALE: '1.5', DEFAULT_ICM_GUIDANCE_SCALE: '0', DEFAULT_CANDIDATES: '2' }, []);
+    expect(resolveTurnDefaults(set, recommended)).toEqual({ steps: 30, guidanceScale: 1.5, icmGuidanceScale: 0, candidates: 2 });
+    expect(() => loadConfig({ DEFAULT_CANDIDATES: '0' }, [])).toThrow(/defaultCandidates/);
   });
 
   it('refuses bad values with a message naming the setting', () => {

@@ -49,7 +49,7 @@ describe('input limits', () => {
 
   it('generation settings out of range are BAD_USER_INPUT and write nothing', async () => {
     const { sessionId, teller } = await createSession(s);
-    for (const bad of [{ steps: 0 }, { steps: 100_000 }, { guidanceScale: -1 }, { seed: -5 }]) {
+    for (const bad of [{ steps: 0 }, { steps: 100_000 }, { guidanceScale: -1 }, { seed: -5 }, { candidates: 0 }, { candidates: 9 }]) {
       const r = await s.gql(SUBMIT, { input: { sessionId, instruction: 'add a cube', ...bad } }, teller);
       expect(code(r), JSON.stringify(bad)).toBe('BAD_USER_INPUT');
     }
