@@ -22,10 +22,12 @@ describe.skipIf(!url)('PostgreSQL', () => {
     const { sessionId, teller } = await createSession(s);
     const drawer = await join(s, sessionId, 'DRAWER');
     await s.ok(`mutation($s: ID!) { sendMessage(sessionId: $s, text: "left side") { id } }`, { s: sessionId }, drawer);
-    const t = await submit(s, teller, sessionId, 'add a red cube', { steps: 2 });
+    const t = await submit(s, teller, sessionId, 'add a red cube', { steps: 2, candidates: 2 });
     expect(t.text).toBe('add a red cube left side');
     const done = await waitTurn(s, teller, t.id);
     expect(done.status).toBe('SUCCEEDED');
+    const settings = await s.ok<{ turn: { settings: { candidates: number } } }>(`query($id: ID!) { turn(id: $id) { settings { candidates } } }`, { id: t.id }, teller);
+    expect(settings.turn.settings.candidates).toBe(2);
     const res = await fetch(`${s.origin}${done.resultImage!.url}`, { headers: { authorization: `Bearer ${teller}` } });
     expect(res.status).toBe(200);
     expect(Buffer.from(await res.arrayBuffer()).subarray(1, 4).toString()).toBe('PNG');
