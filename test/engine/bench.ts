@@ -4,6 +4,7 @@
  * mean batch size, and the speed-up of batching. Last line: one JSON object.
  *
  *   npx tsx test/engine/bench.ts [--preset tiny|small] [--sessions 1,4,8] [--steps 10] [--guidance 3] [--icm 0]
+ *     [--candidates 1] [--max-batch 8]
  *
  * Weights are random (timing only). `small` is the 64x64 latent model with the small autoencoder codec.
  */
@@ -38,6 +39,8 @@ const { values } = parseArgs({
     steps: { type: 'string', default: '10' },
     guidance: { type: 'string', default: '3' },
     icm: { type: 'string', default: '0' },
+    candidates: { type: 'string', default: '1' },
+    'max-batch': { type: 'string', default: '8' },
     backend: { type: 'string', default: 'auto' },
   },
 });
@@ -51,6 +54,8 @@ const model: CddIcm =
 const size = model.config.imageSize;
 const steps = Number(values.steps);
 const sessionCounts = values.sessions!.split(',').map(Number);
+const candidates = Number(values.candidates);
+const maxBatchSize = Number(values['max-batch']);
 
 const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -73,9 +78,9 @@ async function run(n: number, batching: boolean): Promise<Row> {
   const hooks = new RecordingHooks();
   (hooks as { background: unknown }).background = blankImage(size, size, [60, 60, 60]);
   const ids = Array.from({ length: n }, (_, i) => `t${i}`);
-  ids.forEach((id, i) => hooks.add(id, `s${i}`, { steps, guidanceScale: Number(values.guidance), icmGuidanceScale: Number(values.icm) }));
+  ids.forEach((id, i) => hooks.add(id, `s${i}`, { steps, guidanceScale: Number(values.guidance), icmGuidanceScale: Number(values.icm), candidates }));
   const batches: BatchInfo[] = [];
-  const engine = createEngine({ model, hooks, batching, maxBatchSize: 8, previewEvery: 5, onBatch: (b) => batches.push(b) });
+  const engine = createEngine({ model, hooks, batching, maxBatchSize, previewEvery: 5, onBatch: (b) => batches.push(b) });
   const t0 = Date.now();
   ids.forEach((id, i) => engine.enqueue(`s${i}`, id));
   await Promise.all(ids.map((id) => hooks.outcome(id)));
@@ -117,5 +122,5 @@ const speedup = Object.fromEntries(
   }),
 );
 console.log(`speed-up of batching (wall time off / on): ${JSON.stringify(speedup)}`);
-console.log(JSON.stringify({ bench: 'engine', backend: info.name, threads: info.threads, preset: values.preset, steps, guidance: Number(values.guidance), icm: Number(values.icm), rows, speedup }));
+console.log(JSON.stringify({ bench: 'engine', backend: info.name, threads: info.threads, preset: values.preset, steps, candidates, maxBatchSize, guidance: Number(values.guidance), icm: Number(values.icm), rows, speedup }));
 model.dispose();
