@@ -95,6 +95,15 @@ COMMON="--dataset iclevr --train-episodes 6000 --val-episodes 200 --checkpoint-m
   --init runs/iclevr-16/model --out runs/iclevr-17 --resume --minutes 90 --split 0,0.8,0.2 --lr 3e-5 --batch 16 \
   --val-every 400 --val-patience 3 --val-batches 24 --seed 17 --p2-gamma 1 --icm-hard-negatives --ema-decay 0.999
 
-# 14. Ship it (float16), recording phi = 5 as its sampling default (chosen on train-split tune episodes,
+#     (runs/iclevr-17/model was the fifth release, shipped at commit c2dc353 with phi 5 recorded.)
+
+# 14. Stage 2 and 3 once more from it, same recipe, seed 20, 90 minutes: stage-2 validation improved at 8 of 9
+#     validations and at its end (step 3504; one wait, at 2400; no restore); stage 3 improved at 11 of 12 and
+#     ended on its best (step 4400).
+[ -f runs/iclevr-20/model/config.json ] || npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small \
+  --init runs/iclevr-17/model --out runs/iclevr-20 --resume --minutes 90 --split 0,0.8,0.2 --lr 3e-5 --batch 16 \
+  --val-every 400 --val-patience 3 --val-batches 24 --seed 20 --p2-gamma 1 --icm-hard-negatives --ema-decay 0.999
+
+# 15. Ship it (float16), recording phi = 5 as its sampling default (chosen on train-split tune episodes,
 #     MODEL_CARD.md "Choosing phi").
-npx tsx src/train/cli.ts --export runs/iclevr-17/model --out models/iclevr-default --dtype float16 --default-guidance 5
+npx tsx src/train/cli.ts --export runs/iclevr-20/model --out models/iclevr-default --dtype float16 --default-guidance 5
