@@ -1,5 +1,5 @@
 #!/bin/sh
-# The evaluations behind MODEL_CARD.md's scores (run from the repository root; ~25 min on the quiet 2-core machine, measured).
+# The evaluations behind MODEL_CARD.md's scores (run from the repository root; ~25 min on the quiet 2-core machine, measured, plus ~11 min for best-of-4).
 # Each run writes report.json, contact-sheet.png, out.json (the summary line) and stderr.log to runs/eval/<name>/.
 # MODEL=<folder> scores a candidate (e.g. a run's float16 export) with the same protocol before it is shipped.
 set -e
@@ -14,3 +14,5 @@ run default-tf --limit 40 --batch 20 --steps 50 --teacher-forced
 run no-icm-guidance --limit 40 --batch 20 --steps 50 --icm-guidance 0
 run no-cfg --limit 40 --batch 20 --steps 50 --guidance 1
 run paper-250 --limit 10 --batch 10 --steps 250 --reencode-reference
+# Best of 4 (not the paper's; not the default): ~11 min on its own.
+run best-of-4 --limit 40 --batch 20 --steps 50 --candidates 4
