@@ -214,7 +214,15 @@ export class CddIcm extends Module {
    * how well a finished image matches (reference, instruction). Pixels in [-1, 1].
    */
   compositionalMatch(reference: tf.Tensor4D, texts: string[], images: tf.Tensor4D): tf.Tensor1D {
-    return tf.tidy(() => cosineSimilarity(this.imageEncoder.encode(this.pixels(images)).pooled, this.encodeCondition(reference, texts).c));
+    return tf.tidy(() => this.conditionMatch(images, this.encodeCondition(reference, texts).c));
+  }
+
+  /** compositionalMatch against an already fused condition c ([N, d], or [1, d] for every image). */
+  conditionMatch(images: tf.Tensor4D, c: tf.Tensor2D): tf.Tensor1D {
+    return tf.tidy(() => {
+      const pooled = this.imageEncoder.encode(this.pixels(images)).pooled;
+      return cosineSimilarity(pooled, c.shape[0] === pooled.shape[0] ? c : (tf.tile(c, [pooled.shape[0], 1]) as tf.Tensor2D));
+    });
   }
 
   /** Gradient of the summed matching score w.r.t. x_t (items are independent, so this is per-item). */

@@ -143,7 +143,6 @@ class BestOfState implements SampleState {
     readonly model: CddIcm,
     readonly members: State[],
     private readonly cond: Condition,
-    private readonly pixels: tf.Tensor4D,
   ) {}
   get width(): number {
     return this.members.length;
@@ -169,11 +168,9 @@ class BestOfState implements SampleState {
   choice(): { candidate: number; scores: number[] } {
     if (this.disposed) throw new Error('sample state was disposed');
     if (!this.picked) {
+      // The candidates share the request's fused condition: score against it instead of encoding it n times.
       const images = this.members.map((m) => m.result());
-      const n = images.length;
-      const s = tf.tidy(() =>
-        this.model.compositionalMatch(tf.tile(this.pixels, [n, 1, 1, 1]), Array(n).fill(this.request.text), imagesToTensor(images)),
-      );
+      const s = tf.tidy(() => this.model.conditionMatch(imagesToTensor(images), this.cond.c));
       const scores = Array.from(s.dataSync());
       s.dispose();
       this.picked = { candidate: scores.indexOf(Math.max(...scores)), scores };
@@ -184,7 +181,7 @@ class BestOfState implements SampleState {
     if (this.disposed) return;
     this.disposed = true;
     for (const m of this.members) m.dispose();
-    tf.dispose([this.cond.reference, this.cond.c, this.cond.context, this.pixels]);
+    tf.dispose([this.cond.reference, this.cond.c, this.cond.context]);
   }
 }
 
@@ -218,19 +215,16 @@ export class Sampler {
     if (req.referenceLatent && req.referenceLatent.length !== shape[1] * shape[2] * shape[3]) {
       throw new Error(`referenceLatent has ${req.referenceLatent.length} values, the model's codec space ${shape.slice(1).join('x')}`);
     }
-    const { cond, pixels } = tf.tidy(() => {
+    const cond: Condition = tf.tidy(() => {
       const pixels = imagesToTensor([resizeImage(req.reference, m.config.imageSize)]);
       const enc = m.encodeCondition(pixels, [req.text]);
       const reference = req.referenceLatent ? tf.tensor4d(req.referenceLatent, shape) : m.encodeImage(pixels);
-      return { cond: { reference, c: enc.c, context: enc.context }, pixels };
+      return { reference, c: enc.c, context: enc.context };
     });
     const noise = (seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed >>> 0) as tf.Tensor4D;
-    if (n === 1) {
-      pixels.dispose();
-      return new State(req, m, schedule, cond, noise(req.seed));
-    }
+    if (n === 1) return new State(req, m, schedule, cond, noise(req.seed));
     const members = Array.from({ length: n }, (_, k) => new State(req, m, schedule, cond, noise(candidateSeed(req.seed, k)), false));
-    return new BestOfState(req, m, members, cond, pixels);
+    return new BestOfState(req, m, members, cond);
   }
 
   /** One denoising step for every unfinished state, batched in one U-Net call (plus one for the null condition). */
