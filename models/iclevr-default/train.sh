@@ -6,6 +6,14 @@ set -e
 cd "$(dirname "$0")/../.."
 COMMON="--dataset iclevr --train-episodes 6000 --val-episodes 200 --checkpoint-minutes 5"
 
+# Steps 11-14's recipe: stages 2 and 3 from INIT into OUT with seed SEED for MINUTES, lr 3e-5, a moving average of
+# the weights (--ema-decay 0.999; validation judges the average), hard negatives and P2 weighting.
+continue_with_average() { # INIT OUT SEED MINUTES
+  [ -f "$2/model/config.json" ] || npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small \
+    --init "$1" --out "$2" --resume --minutes "$4" --split 0,0.8,0.2 --lr 3e-5 --batch 16 \
+    --val-every 400 --val-patience 3 --val-batches 24 --seed "$3" --p2-gamma 1 --icm-hard-negatives --ema-decay 0.999
+}
+
 # 1. Autoencoder 64x64x3 <-> 16x16x4 (ran alongside step 2; step 2 only needs some codec to build the model).
 [ -f runs/ae-iclevr/autoencoder/config.json ] || npx tsx src/train/cli.ts $COMMON --stage ae --config small \
   --out runs/ae-iclevr --resume --steps "${AE_STEPS:-1500}" --batch 8 --lr 1e-3 --val-every 200 --val-batches 8
@@ -73,36 +81,28 @@ COMMON="--dataset iclevr --train-episodes 6000 --val-episodes 200 --checkpoint-m
 # 11. Stage 2 and 3 again from it, validating, keeping and saving a moving average of the weights (--ema-decay
 #     0.999; validation then judges the average), lr 3e-5: every stage-2 validation but the first improved
 #     (0.01288 -> 0.00650), stage 3 waited once (step 1600) and improved at the next.
-[ -f runs/iclevr-15/model/config.json ] || npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small \
-  --init runs/iclevr-13/model --out runs/iclevr-15 --resume --minutes 75 --split 0,0.8,0.2 --lr 3e-5 --batch 16 \
-  --val-every 400 --val-patience 3 --val-batches 24 --seed 15 --p2-gamma 1 --icm-hard-negatives --ema-decay 0.999
+continue_with_average runs/iclevr-13/model runs/iclevr-15 15 75
 
 #     (runs/iclevr-15/model was the third release, shipped at commit 77e72c8 with phi 5 recorded.)
 
 # 12. Stage 2 and 3 once more from it, same recipe, seed 16, 90 minutes: stage-2 validation improved at 400 and
 #     800, then waited twice and restored (step 2000: back to step 800, lr halved), improved at 2400, restored
 #     again at 3600 (lr 7.5e-6) and ended on its best validation at step 4219; stage 3 improved at every validation.
-[ -f runs/iclevr-16/model/config.json ] || npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small \
-  --init runs/iclevr-15/model --out runs/iclevr-16 --resume --minutes 90 --split 0,0.8,0.2 --lr 3e-5 --batch 16 \
-  --val-every 400 --val-patience 3 --val-batches 24 --seed 16 --p2-gamma 1 --icm-hard-negatives --ema-decay 0.999
+continue_with_average runs/iclevr-15/model runs/iclevr-16 16 90
 
 #     (runs/iclevr-16/model was the fourth release, shipped at commit 2372831 with phi 5 recorded.)
 
 # 13. Stage 2 and 3 once more from it, same recipe, seed 17, 90 minutes (split over two sessions: stopped by
 #     Ctrl-C at stage-2 step 405, resumed from its checkpoint with the same command and --resume): stage-2
 #     validation improved at 7 of 9 validations and at its end (step 3597, no restore); stage 3 improved at 12 of 13.
-[ -f runs/iclevr-17/model/config.json ] || npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small \
-  --init runs/iclevr-16/model --out runs/iclevr-17 --resume --minutes 90 --split 0,0.8,0.2 --lr 3e-5 --batch 16 \
-  --val-every 400 --val-patience 3 --val-batches 24 --seed 17 --p2-gamma 1 --icm-hard-negatives --ema-decay 0.999
+continue_with_average runs/iclevr-16/model runs/iclevr-17 17 90
 
 #     (runs/iclevr-17/model was the fifth release, shipped at commit c2dc353 with phi 5 recorded.)
 
 # 14. Stage 2 and 3 once more from it, same recipe, seed 20, 90 minutes: stage-2 validation improved at 8 of 9
 #     validations and at its end (step 3504; one wait, at 2400; no restore); stage 3 improved at 11 of 12 and
 #     ended on its best (step 4400).
-[ -f runs/iclevr-20/model/config.json ] || npx tsx src/train/cli.ts $COMMON --stage 2,3 --config small \
-  --init runs/iclevr-17/model --out runs/iclevr-20 --resume --minutes 90 --split 0,0.8,0.2 --lr 3e-5 --batch 16 \
-  --val-every 400 --val-patience 3 --val-batches 24 --seed 20 --p2-gamma 1 --icm-hard-negatives --ema-decay 0.999
+continue_with_average runs/iclevr-17/model runs/iclevr-20 20 90
 
 # 15. Ship it (float16), recording phi = 5 as its sampling default (chosen on train-split tune episodes,
 #     MODEL_CARD.md "Choosing phi").
