@@ -136,7 +136,8 @@ class State implements SampleState {
  * DALL-E reranked with CLIP) and the highest is kept.
  */
 class BestOfState implements SampleState {
-  private picked: { candidate: number; scores: number[] } | null = null;
+  /** The kept candidate, its decoded image and all scores, computed once when first asked for. */
+  private picked: { candidate: number; scores: number[]; image: RgbImage } | null = null;
   private disposed = false;
   constructor(
     readonly request: SampleRequest,
@@ -160,12 +161,16 @@ class BestOfState implements SampleState {
     return this.members[0]!.predX0();
   }
   result(): RgbImage {
-    return this.members[this.choice().candidate]!.result();
+    return this.pick().image;
   }
   latent(): Float32Array {
-    return this.members[this.choice().candidate]!.latent();
+    return this.members[this.pick().candidate]!.latent();
   }
   choice(): { candidate: number; scores: number[] } {
+    const { candidate, scores } = this.pick();
+    return { candidate, scores };
+  }
+  private pick(): { candidate: number; scores: number[]; image: RgbImage } {
     if (this.disposed) throw new Error('sample state was disposed');
     if (!this.picked) {
       // The candidates share the request's fused condition: score against it instead of encoding it n times.
@@ -173,7 +178,8 @@ class BestOfState implements SampleState {
       const s = tf.tidy(() => this.model.conditionMatch(imagesToTensor(images), this.cond.c));
       const scores = Array.from(s.dataSync());
       s.dispose();
-      this.picked = { candidate: scores.indexOf(Math.max(...scores)), scores };
+      const candidate = scores.indexOf(Math.max(...scores));
+      this.picked = { candidate, scores, image: images[candidate]! };
     }
     return this.picked;
   }
