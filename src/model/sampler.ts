@@ -227,7 +227,9 @@ export class Sampler {
       const reference = req.referenceLatent ? tf.tensor4d(req.referenceLatent, shape) : m.encodeImage(pixels);
       return { reference, c: enc.c, context: enc.context };
     });
-    const noise = (seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed >>> 0) as tf.Tensor4D;
+    // tfjs draws unseeded noise for a seed of 0 (`seed || Math.random()`): seed 0 gets 2^32, which no other
+    // seed (an unsigned 32-bit value) maps to, so every seed, 0 included, reproduces its image.
+    const noise = (seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed >>> 0 || 2 ** 32) as tf.Tensor4D;
     if (n === 1) return new State(req, m, schedule, cond, noise(req.seed));
     const members = Array.from({ length: n }, (_, k) => new State(req, m, schedule, cond, noise(candidateSeed(req.seed, k)), false));
     return new BestOfState(req, m, members, cond);
