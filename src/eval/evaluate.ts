@@ -5,7 +5,7 @@
  * generated image of every turn; precision / recall / F1 are averaged over all turns, RSIM over final turns.
  */
 import { backgroundFor, hashSeed, renderScene, type Episode, type RgbImage, type SceneRenderOptions } from '../data/index.js';
-import { sampleBestOf, type CddIcm, type SampleRequest } from '../model/index.js';
+import { rollOutEpisodes, type CddIcm } from '../model/index.js';
 import type { Detection, ObjectDetector } from './detector.js';
 import { DATASET_INFO, locate } from './datasets.js';
 import {
@@ -138,35 +138,30 @@ export async function evaluateModel(
 
   for (let b = 0; b < episodes.length; b += batchSize) {
     const group = episodes.slice(b, b + batchSize);
-    const refs: RgbImage[] = group.map(() => backgroundFor(dataset, size, opts.render));
     const gts = group.map((e) => e.turns.map((t) => renderScene(dataset, t.objects, size, opts.render)));
-    const gens: RgbImage[][] = group.map(() => []);
-    const refLatents: (Float32Array | undefined)[] = group.map(() => undefined);
-    const maxTurns = Math.max(...group.map((e) => e.turns.length));
-    for (let t = 0; t < maxTurns; t++) {
-      const active = group.map((e, i) => i).filter((i) => t < group[i]!.turns.length);
-      const reqs: SampleRequest[] = active.map((i) => ({
-        text: group[i]!.turns[t]!.text,
-        reference: refs[i]!,
-        ...(refLatents[i] ? { referenceLatent: refLatents[i] } : {}),
+    const outs = await rollOutEpisodes(
+      model,
+      group.map((e) => e.turns.map((t) => t.text)),
+      {
+        backgrounds: group.map(() => backgroundFor(dataset, size, opts.render)),
         steps: opts.steps,
         guidanceScale: opts.guidanceScale,
         icmGuidanceScale: opts.icmGuidanceScale,
-        seed: turnSeed(seed, b + i, t),
-      }));
-      const out = await sampleBestOf(model, reqs, opts.candidates ?? 1, {
+        ...(opts.candidates !== undefined ? { candidates: opts.candidates } : {}),
+        seedOf: (i, t) => turnSeed(seed, b + i, t),
+        // Iterative setting: the output (with its latent unless re-encoding) is the next reference; teacher-forced:
+        // the ground truth is.
+        nextReference: (i, t, out) =>
+          opts.teacherForced ? { image: gts[i]![t]! } : opts.reencodeReference ? { image: out.image } : { image: out.image, latent: out.latent },
         ...(opts.signal ? { signal: opts.signal } : {}),
         ...(opts.onStep ? { onStep: (i: number, total: number) => opts.onStep!(i, total) } : {}),
-      });
-      active.forEach((i, k) => {
-        gens[i]!.push(out[k]!.image);
-        // Iterative setting: the output is the next reference; teacher-forced: the ground truth is.
-        refs[i] = opts.teacherForced ? gts[i]![t]! : out[k]!.image;
-        refLatents[i] = opts.teacherForced || opts.reencodeReference ? undefined : out[k]!.latent;
-      });
-      doneTurns += active.length;
-      opts.onProgress?.(doneTurns, totalTurns);
-    }
+        onTurns: (n) => {
+          doneTurns += n;
+          opts.onProgress?.(doneTurns, totalTurns);
+        },
+      },
+    );
+    const gens = outs.map((o) => o.map((r) => r.image));
     // Detect on all ground-truth and generated images of the group at once.
     const flatGt = gts.flat();
     const flatGen = gens.flat();

@@ -31,6 +31,7 @@ export {
   type SampleState,
   type SampleOptions,
 } from './sampler.js';
+export { rollOutEpisodes, type RolloutOptions, type RolloutReference } from './rollout.js';
 export * from './checkpoint.js';
 export * from './tokenizer/index.js';
 export * from './encoders/index.js';

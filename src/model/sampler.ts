@@ -329,8 +329,11 @@ export class Sampler {
 }
 
 export interface SampleOptions {
-  /** Called after every step with the step number (1-based), the total, and each item's x0 estimate. */
-  onStep?(i: number, total: number, predX0: RgbImage[]): void;
+  /**
+   * Called after every step with the step number (1-based), the total, and a getter of each item's x0 estimate
+   * (decoded only when called: a latent codec's decoder per item and step is not free).
+   */
+  onStep?(i: number, total: number, predX0: () => RgbImage[]): void;
   /** Aborting stops before the next step and rejects with an AbortError. */
   signal?: AbortSignal;
 }
@@ -359,15 +362,14 @@ async function sampleStates<T>(model: CddIcm, reqs: SampleRequest[], opts: Sampl
     for (let i = 1; states.some((s) => !s.done); i++) {
       throwIfAborted(opts.signal);
       sampler.step(states);
-      if (opts.onStep) {
-        const previews = states.map((s) => {
+      opts.onStep?.(i, total, () =>
+        states.map((s) => {
           const p = tf.tidy(() => s.predX0().expandDims(0) as tf.Tensor4D);
           const [img] = tensorToImages(p);
           p.dispose();
           return img!;
-        });
-        opts.onStep(i, total, previews);
-      }
+        }),
+      );
       // Let timers and abort events run between steps.
       await new Promise<void>((r) => setImmediate(r));
     }

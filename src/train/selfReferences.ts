@@ -12,8 +12,8 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { backgroundFor, type Episode, type RgbImage } from '../data/index.js';
-import { parseSafetensors, parseSafetensorsHeader, sampleWithLatents, writeSafetensors, type CddIcm, type SampleRequest } from '../model/index.js';
+import { backgroundFor, type Episode } from '../data/index.js';
+import { parseSafetensors, parseSafetensorsHeader, rollOutEpisodes, writeSafetensors, type CddIcm } from '../model/index.js';
 import { TurnSampler, mixSeed, type TurnDataset } from './data.js';
 
 /** How a rollout file was made; resuming with other settings is refused. */
@@ -157,30 +157,27 @@ export async function rolloutSelfReferences(model: CddIcm, episodes: readonly Ep
   o.onProgress?.(done, order.length, turns.length);
   while (done < order.length && !o.shouldStop?.()) {
     const group = order.slice(done, done + o.batch);
-    const refs: RgbImage[] = group.map((e) => backgroundFor(episodes[e]!.dataset, size));
-    const refLatents: (Float32Array | undefined)[] = group.map(() => undefined);
-    const maxTurns = Math.max(...group.map((e) => episodes[e]!.turns.length));
     // The last turn's canvas is nobody's reference: generate turns 0 .. n-2.
-    for (let t = 0; t < maxTurns - 1; t++) {
-      const active = group.map((_, i) => i).filter((i) => t < episodes[group[i]!]!.turns.length - 1);
-      const reqs: SampleRequest[] = active.map((i) => ({
-        text: episodes[group[i]!]!.turns[t]!.text,
-        reference: refs[i]!,
-        ...(refLatents[i] ? { referenceLatent: refLatents[i] } : {}),
+    const outs = await rollOutEpisodes(
+      model,
+      group.map((e) => episodes[e]!.turns.slice(0, -1).map((t) => t.text)),
+      {
+        backgrounds: group.map((e) => backgroundFor(episodes[e]!.dataset, size)),
         steps: o.steps,
         guidanceScale: o.guidanceScale,
         icmGuidanceScale: o.icmGuidanceScale,
-        seed: mixSeed(o.seed, 67, group[i]!, t) % 2147483647,
-      }));
-      const out = await sampleWithLatents(model, reqs);
-      active.forEach((i, k) => {
-        const e = group[i]!;
-        refs[i] = out[k]!.image;
-        refLatents[i] = out[k]!.latent;
+        seedOf: (i, t) => mixSeed(o.seed, 67, group[i]!, t) % 2147483647,
+      },
+    );
+    // Entries in generation order (turn by turn across the group), as files made before were written.
+    for (let t = 0; t < Math.max(...outs.map((x) => x.length)); t++) {
+      group.forEach((e, i) => {
+        const out = outs[i]![t];
+        if (!out) return;
         turns.push(base[e]! + t + 1);
         texts.push(episodes[e]!.turns[t + 1]!.text);
-        pixels.push(out[k]!.image.data);
-        latents.push(out[k]!.latent);
+        pixels.push(out.image.data);
+        latents.push(out.latent);
       });
     }
     done += group.length;

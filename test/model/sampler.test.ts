@@ -8,6 +8,7 @@ import {
   sample,
   sampleBestOf,
   sampleWithLatents,
+  rollOutEpisodes,
   spacedTimesteps,
   type CddIcm,
   type SampleRequest,
@@ -159,14 +160,16 @@ describe('Sampler', () => {
     const calls: Array<[number, number, number]> = [];
     const p = sample(model, [req({ steps: 10 }), req({ seed: 8, steps: 10 })], {
       signal: ac.signal,
-      onStep: (i, total, previews) => {
+      onStep: (i, total, predX0) => {
+        // Previews are decoded on demand: the first step reads them, the second does not.
+        const previews = i === 1 ? predX0() : [];
         calls.push([i, total, previews.length]);
-        expect(previews[0]!.width).toBe(16);
+        if (i === 1) expect(previews[0]!.width).toBe(16);
         if (i === 2) ac.abort();
       },
     });
     await expect(p).rejects.toMatchObject({ name: 'AbortError' });
-    expect(calls).toEqual([[1, 10, 2], [2, 10, 2]]);
+    expect(calls).toEqual([[1, 10, 2], [2, 10, 0]]);
     expect(tf.memory().numTensors).toBe(before);
   });
 
@@ -261,6 +264,45 @@ describe('Sampler', () => {
     group.dispose();
     expect(() => group.choice()).toThrow(/disposed/);
     for (const n of [0, 1.5, 65]) expect(() => sampler.prepare({ ...r, candidates: n })).toThrow(/candidates must be an integer in \[1, 64\]/);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('rollOutEpisodes', () => {
+  it('generates episodes of different lengths turn by turn, handing each result and its latent on', async () => {
+    const before = tf.memory().numTensors;
+    const turns = makeTurns();
+    const background = turns[0]!.reference;
+    const texts = [[turns[0]!.text, turns[1]!.text, turns[2]!.text], [turns[3]!.text]];
+    const opts = { steps: 3, guidanceScale: 2, icmGuidanceScale: 0 };
+    const batches: number[] = [];
+    const out = await rollOutEpisodes(model, texts, {
+      ...opts,
+      backgrounds: [background, background],
+      seedOf: (i, t) => 100 * i + t,
+      onTurns: (n) => batches.push(n),
+    });
+    expect(out.map((o) => o.length)).toEqual([3, 1]);
+    expect(batches).toEqual([2, 1, 1]);
+    // Episode 0 by hand: each turn continues from the previous result and its latent (within 1 of 255: turn 0 ran
+    // batched with episode 1).
+    const close = (p: { data: Uint8Array }, q: { data: Uint8Array }) => p.data.every((v, i) => Math.abs(v - q.data[i]!) <= 1);
+    for (let t = 0; t < 3; t++) {
+      const prev = t === 0 ? undefined : out[0]![t - 1]!;
+      const [r] = await sampleWithLatents(model, [
+        { ...opts, text: texts[0]![t]!, reference: prev?.image ?? background, ...(prev ? { referenceLatent: prev.latent } : {}), seed: t },
+      ]);
+      expect(close(out[0]![t]!.image, r!.image)).toBe(true);
+    }
+    // A different next reference (teacher forcing on the background) changes the later turns, not the first.
+    const forced = await rollOutEpisodes(model, texts, {
+      ...opts,
+      backgrounds: [background, background],
+      seedOf: (i, t) => 100 * i + t,
+      nextReference: () => ({ image: turns[4]!.reference }),
+    });
+    expect(same(forced[0]![0]!.image, out[0]![0]!.image)).toBe(true);
+    expect(same(forced[0]![1]!.image, out[0]![1]!.image)).toBe(false);
     expect(tf.memory().numTensors).toBe(before);
   });
 });
