@@ -107,6 +107,23 @@ export function relationHardNegatives(text: string, axes: boolean): string[] {
   return out;
 }
 
+const FIRST_TURN = /^Add a (\w+) (\w+) at the center\.$/;
+
+/**
+ * The turn with the object it adds in another colour ("Add a red cube at the center." -> "Add a cyan cube at the
+ * center.", likewise for a relation turn's new object, not its anchor): a training negative that differs only in
+ * the colour asked for. The colour is fixed per text (a hash), so each text always gets the same negative while
+ * the texts together cover every pair of colours. Null for any other text.
+ */
+export function recoloredTurnText(text: string): string | null {
+  const t = text.trim();
+  const m = FIRST_TURN.exec(t) ?? RELATION_TURN.exec(t);
+  const color = m?.[1];
+  if (!color || !(ICLEVR_COLORS as readonly string[]).includes(color)) return null;
+  const others = ICLEVR_COLORS.filter((c) => c !== color);
+  return `Add a ${others[hashString(t) % others.length]!}${t.slice(`Add a ${color}`.length)}`;
+}
+
 /** The label the detector and metrics use for an i-CLEVR object, e.g. "red cube". */
 export function iclevrLabel(o: Pick<IclevrObject, 'color' | 'shape'>): string {
   return `${o.color} ${o.shape}`;

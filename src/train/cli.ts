@@ -26,6 +26,7 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
   --gamma X --delta X --condition-dropout X    loss weights (defaults 1.5, 0.1, 0.2)
   --icm-hard-negatives  i-CLEVR: each relation turn's mirrored instruction is an extra L_icm / L_n-icm negative
   --icm-hard-negative-axes  with it: a diagonal relation's one-axis mirrors are negatives too (left/right must matter)
+  --icm-hard-negative-colors  i-CLEVR: each turn with its new object in another colour is an extra negative
   --p2-gamma X          P2 timestep weighting of L_mse, 1/(1 + SNR_t)^X (default 0: the paper's uniform weighting)
   --clip-norm X         global gradient-norm clipping (default 1, 0 = off)
   --val-every K         validate every K steps (default 500); --val-batches N (default 8)
@@ -89,6 +90,7 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
       'p2-gamma': { type: 'string' },
       'icm-hard-negatives': { type: 'boolean' },
       'icm-hard-negative-axes': { type: 'boolean' },
+      'icm-hard-negative-colors': { type: 'boolean' },
       'condition-dropout': { type: 'string' },
       'clip-norm': { type: 'string' },
       'val-every': { type: 'string' },
@@ -163,6 +165,10 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
   if (values['icm-hard-negative-axes']) {
     if (!o.icmHardNegatives) throw new Error('--icm-hard-negative-axes needs --icm-hard-negatives');
     o.icmHardNegativeAxes = true;
+  }
+  if (values['icm-hard-negative-colors']) {
+    if (dataset !== 'iclevr') throw new Error('--icm-hard-negative-colors needs i-CLEVR episodes (their colours can be swapped)');
+    o.icmHardNegativeColors = true;
   }
   set('conditionDropout', num(values['condition-dropout'], 'condition-dropout'));
   set('clipNorm', num(values['clip-norm'], 'clip-norm'));

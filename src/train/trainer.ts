@@ -13,7 +13,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { mulberry32, relationHardNegatives } from '../data/index.js';
+import { mulberry32, recoloredTurnText, relationHardNegatives } from '../data/index.js';
 import { partLogger } from '../log/index.js';
 import {
   AutoencoderCodec,
@@ -84,6 +84,8 @@ export interface TrainOptions {
   icmHardNegatives: boolean;
   /** With icmHardNegatives: a diagonal relation's one-axis mirrors are negatives too (relationHardNegatives). */
   icmHardNegativeAxes: boolean;
+  /** i-CLEVR: every turn's instruction with its new object in another colour is an extra negative (recoloredTurnText). */
+  icmHardNegativeColors: boolean;
   conditionDropout: number;
   clipNorm: number;
   valEvery: number;
@@ -127,6 +129,7 @@ export const DEFAULT_OPTIONS: Omit<TrainOptions, 'dataset' | 'config' | 'stage' 
   p2Gamma: 0,
   icmHardNegatives: false,
   icmHardNegativeAxes: false,
+  icmHardNegativeColors: false,
   conditionDropout: PAPER_DEFAULTS.conditionDropout,
   clipNorm: 1,
   valEvery: 500,
@@ -264,15 +267,19 @@ export function modelStageTask(
   optimizer: AdamW,
   train: TurnDataset,
   valBatches: HostBatch[],
-  o: Pick<TrainOptions, 'batch' | 'seed' | 'gamma' | 'delta' | 'p2Gamma' | 'conditionDropout' | 'icmHardNegatives' | 'icmHardNegativeAxes' | 'selfReferenceRate' | 'selfReferenceTarget'>,
+  o: Pick<TrainOptions, 'batch' | 'seed' | 'gamma' | 'delta' | 'p2Gamma' | 'conditionDropout' | 'icmHardNegatives' | 'icmHardNegativeAxes' | 'icmHardNegativeColors' | 'selfReferenceRate' | 'selfReferenceTarget'>,
   own?: SelfReferences,
 ): StageTask & { stream: BatchStream } {
   const sampler = new TurnSampler(train.texts.length, mixSeed(o.seed, 17));
   // Validation stays on rendered references, so its losses compare across runs with and without own canvases.
   const stream = new BatchStream(train, sampler, o.batch, 0, own ? { refs: own, rate: o.selfReferenceRate, seed: o.seed, target: o.selfReferenceTarget } : undefined);
   const vars = stageNames(optimizer);
+  const hardNegatives = (t: string): string[] => {
+    const recolored = o.icmHardNegativeColors ? recoloredTurnText(t) : null;
+    return [...(o.icmHardNegatives ? relationHardNegatives(t, o.icmHardNegativeAxes) : []), ...(recolored ? [recolored] : [])];
+  };
   const withHardNegatives = <B extends TurnBatch>(b: B): B =>
-    o.icmHardNegatives ? { ...b, hardNegativeTexts: b.texts.map((t) => relationHardNegatives(t, o.icmHardNegativeAxes)) } : b;
+    o.icmHardNegatives || o.icmHardNegativeColors ? { ...b, hardNegativeTexts: b.texts.map(hardNegatives) } : b;
   const lossOpts = { stage, gamma: o.gamma, delta: o.delta, p2Gamma: o.p2Gamma, conditionDropout: o.conditionDropout };
   return {
     name: `stage ${stage}`,

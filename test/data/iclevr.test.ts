@@ -10,6 +10,7 @@ import {
   iclevrObjectRadius,
   mirrorRelationText,
   relationHardNegatives,
+  recoloredTurnText,
   parseRelationTurnText,
   renderIclevr,
   type IclevrObject,
@@ -213,5 +214,33 @@ describe('renderIclevr', () => {
     expect(diff(masks[0]!, masks[1]!)).toBeGreaterThan(5);
     expect(diff(masks[1]!, masks[2]!)).toBeGreaterThan(5);
     expect(diff(masks[0]!, masks[2]!)).toBeGreaterThan(5);
+  });
+});
+
+describe('recoloredTurnText', () => {
+  it('asks for the added object in another colour and leaves the rest of the turn alone', () => {
+    const episodes = generateIclevrEpisodes({ count: 60, seed: 3 });
+    const pairs = new Set<string>();
+    for (const ep of episodes) {
+      for (const turn of ep.turns) {
+        const added = turn.objects[turn.objects.length - 1]!;
+        const neg = recoloredTurnText(turn.text)!;
+        const a = turn.text.split(' ');
+        const b = neg.split(' ');
+        // Only the third word (the new object's colour) differs; the anchor keeps its colour.
+        expect(b.length).toBe(a.length);
+        expect(b.filter((w, i) => w !== a[i]).length).toBe(1);
+        expect(a[2]).toBe(added.color);
+        expect(b[2]).not.toBe(added.color);
+        expect(Object.keys(ICLEVR_COLOR_RGB)).toContain(b[2]);
+        // The same text always gets the same negative.
+        expect(recoloredTurnText(turn.text)).toBe(neg);
+        pairs.add(`${a[2]}>${b[2]}`);
+      }
+    }
+    // Across texts the swaps spread over the colours (8 x 7 ordered pairs).
+    expect(pairs.size).toBeGreaterThan(40);
+    expect(recoloredTurnText('Add a shiny cube at the center.')).toBeNull();
+    expect(recoloredTurnText('put a red cube somewhere')).toBeNull();
   });
 });

@@ -39,4 +39,10 @@ describe('train CLI option checks', () => {
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('--icm-hard-negative-axes needs --icm-hard-negatives');
   });
+
+  it('refuses colour hard negatives on CoDraw', () => {
+    const r = runCli(['--dataset', 'codraw', '--stage', '3', '--out', '/tmp/never-written', '--icm-hard-negative-colors']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('--icm-hard-negative-colors needs i-CLEVR episodes');
+  });
 });

@@ -62,6 +62,11 @@ describe('stage selection (Sec. 2.6)', () => {
       const axes = modelStageTask(model, stage, optimizer, ds, val, { ...opts, icmHardNegatives: true, icmHardNegativeAxes: true });
       const epoch = (t: typeof plain) => tf.tidy(() => [0, 4, 8, 12, 16].reduce((sum, c) => sum + t.loss(c, 0).total.dataSync()[0]!, 0));
       expect(epoch(axes)).toBeGreaterThan(epoch(hard));
+      // --icm-hard-negative-colors: every turn (first turns too) gets its recoloured instruction as a negative.
+      const colors = modelStageTask(model, stage, optimizer, ds, val, { ...opts, icmHardNegativeColors: true });
+      expect(epoch(colors)).toBeGreaterThan(epoch(plain));
+      const both = modelStageTask(model, stage, optimizer, ds, val, { ...opts, icmHardNegatives: true, icmHardNegativeColors: true });
+      expect(epoch(both)).toBeGreaterThan(epoch(hard));
       if (stage === 3) {
         // The mirrored conditions are constants to stage 3: the frozen encoders get no gradient through them.
         const before = weights(model);
