@@ -104,6 +104,7 @@ continue_with_average runs/iclevr-16/model runs/iclevr-17 17 90
 #     ended on its best (step 4400).
 continue_with_average runs/iclevr-17/model runs/iclevr-20 20 90
 
-# 15. Ship it (float16), recording phi = 5 as its sampling default (chosen on train-split tune episodes,
-#     MODEL_CARD.md "Choosing phi").
-npx tsx src/train/cli.ts --export runs/iclevr-20/model --out models/iclevr-default --dtype float16 --default-guidance 5
+# 15. Ship it (float16), recording phi = 5 (chosen on train-split tune episodes, MODEL_CARD.md "Choosing phi")
+#     and best of 4 (MODEL_CARD.md "Best of n") as its sampling defaults.
+npx tsx src/train/cli.ts --export runs/iclevr-20/model --out models/iclevr-default --dtype float16 --default-guidance 5 \
+  --default-candidates 4
