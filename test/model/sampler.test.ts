@@ -294,7 +294,7 @@ describe('rollOutEpisodes', () => {
       ]);
       expect(close(out[0]![t]!.image, r!.image)).toBe(true);
     }
-    // A different next reference (teacher forcing on the background) changes the later turns, not the first.
+    // Another next reference (a fixed image, as teacher forcing hands on the ground truth) changes the later turns only.
     const forced = await rollOutEpisodes(model, texts, {
       ...opts,
       backgrounds: [background, background],
