@@ -87,6 +87,16 @@ export async function loadCheckpoint(dir: string, opts: { codec?: ImageCodec } =
   return model;
 }
 
+/** A latent model checkpoint's embedded autoencoder alone (e.g. to fine-tune its decoder). */
+export async function loadCheckpointAutoencoder(dir: string): Promise<Autoencoder> {
+  const file = JSON.parse(await fs.readFile(join(dir, 'config.json'), 'utf8')) as Partial<ConfigFile>;
+  if (file.format !== CHECKPOINT_FORMAT) throw new Error(`${dir}: not a ${CHECKPOINT_FORMAT} checkpoint`);
+  if (file.codec?.kind !== 'autoencoder') throw new Error(`${dir}: a pixel-space model, it has no autoencoder`);
+  const ae = new Autoencoder(file.codec.config);
+  setAutoencoderWeights(ae, await readSafetensors(join(dir, 'model.safetensors')), 'codec.');
+  return ae;
+}
+
 /** Optimizer slots (named tensors) and trainer state (JSON) for resuming: optimizer.safetensors + trainer.json. */
 export async function saveOptimizerState(dir: string, tensors: Map<string, tf.Tensor>, state: unknown): Promise<void> {
   await fs.mkdir(dir, { recursive: true });

@@ -46,6 +46,7 @@ export {
   loadAutoencoder,
   autoencoderWeights,
   setAutoencoderWeights,
+  latentSpaceMismatch,
   type AutoencoderConfig,
   type AutoencoderLosses,
 } from './autoencoder/index.js';

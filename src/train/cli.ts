@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { initBackend, parseBackendFlag } from '../backend/index.js';
-import { loadCheckpoint, saveCheckpoint, validateModelConfig, type SamplingDefaults } from '../model/index.js';
+import { AutoencoderCodec, latentSpaceMismatch, loadAutoencoder, loadCheckpoint, saveCheckpoint, validateModelConfig, type CddIcm, type SamplingDefaults } from '../model/index.js';
 import { resolveTurnDefaults, type TurnSettings } from '../config/index.js';
 import { assignNamed, readRawWeights } from './checkpointIo.js';
 import { loadEpisodeSource } from './data.js';
@@ -16,7 +16,10 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
   --stage 1|2|3|2,3|all the stages to run in order (all = 1,2,3)
   --stage ae            train the autoencoder (--config is then an autoencoder preset: tiny, small)
   --autoencoder DIR     the autoencoder of a latent preset (e.g. runs/ae-iclevr/autoencoder)
-  --init DIR            start from a model checkpoint instead of a fresh model (with --autoencoder: swap its codec)
+  --init DIR            start from a model checkpoint instead of a fresh model (with --autoencoder: swap its codec);
+                        with --stage ae: from an autoencoder folder or a latent model checkpoint's autoencoder
+  --decoder-only        (--stage ae --init DIR) fine-tune the decoder alone: the latent space stays, so models
+                        trained in it get the new decoder with --export MODEL --autoencoder <out>/autoencoder
   --steps N             step budget (with --stage all: total, split over the stages by --split)
   --minutes M           training-time budget (same splitting)
   --split a,b,c         budget weights of stages 1,2,3 when several run (default 0.1,0.8,0.1)
@@ -49,10 +52,11 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
 
        npm run train -- --export <checkpoint folder> --out <folder> [--dtype float16|float32]
                         [--weights average|raw] [--default-steps N] [--default-guidance PHI] [--default-icm-guidance PSI]
-                        [--default-candidates N]
+                        [--default-candidates N] [--autoencoder DIR]
   copies a model checkpoint (weights, config, tokenizer, embedded autoencoder) for shipping, float16 by default;
   --weights raw exports the optimised weights (raw.safetensors) of a run trained with --ema-decay instead of
-  their average (the model files, the default);
+  their average (the model files, the default); --autoencoder DIR replaces the model's decoder with DIR's (a
+  --decoder-only fine-tune of the model's own autoencoder: refused for any other latent space);
   --default-* record the sampling settings measured best for it (config.json "sampling"): the server and
   npm run eval use them for turns that set none, unless their own configuration sets them
 
@@ -105,6 +109,7 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
       'codraw-dir': { type: 'string' },
       autoencoder: { type: 'string' },
       init: { type: 'string' },
+      'decoder-only': { type: 'boolean' },
       'self-references': { type: 'string' },
       'self-reference-rate': { type: 'string' },
       'self-reference-target': { type: 'string' },
@@ -202,6 +207,11 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
     throw new Error('--self-reference-rate and --self-reference-target need --self-references <rollout file>');
   }
   if (o.selfReferences && stage === 'ae') throw new Error('--self-references applies to the CDD-ICM stages, not to --stage ae');
+  if (values['decoder-only']) {
+    if (stage !== 'ae' || !o.init) throw new Error('--decoder-only fine-tunes an existing autoencoder: it needs --stage ae and --init <autoencoder or latent model folder>');
+    o.decoderOnly = true;
+  }
+  if (stage === 'ae' && o.autoencoder) throw new Error('--autoencoder applies to the CDD-ICM stages; to start --stage ae from an autoencoder, use --init');
   return o;
 }
 
@@ -219,6 +229,7 @@ async function exportModel(argv: string[]): Promise<void> {
       'default-guidance': { type: 'string' },
       'default-icm-guidance': { type: 'string' },
       'default-candidates': { type: 'string' },
+      autoencoder: { type: 'string' },
     },
     strict: true,
   });
@@ -244,12 +255,32 @@ async function exportModel(argv: string[]): Promise<void> {
     // raw.safetensors holds the weights the checkpoint's stage trained; the others were frozen, so average = raw.
     assignNamed(model.namedParameters(), raw);
   }
+  if (values.autoencoder) await swapDecoder(model, values.autoencoder);
   // Settings not given keep the source checkpoint's recommendation (if any).
   if (Object.keys(sampling).length) model.config.sampling = { ...model.config.sampling, ...sampling };
   validateModelConfig(model.config);
   await saveCheckpoint(model, values.out, { dtype });
   process.stdout.write(JSON.stringify({ exported: values.export, to: values.out, dtype, weights, params: model.parameterCount(), sampling: model.config.sampling ?? null }) + '\n');
   model.dispose();
+}
+
+/** Give a latent model the decoder of an autoencoder with the same latent space (a --decoder-only fine-tune). */
+async function swapDecoder(model: CddIcm, dir: string): Promise<void> {
+  if (!(model.codec instanceof AutoencoderCodec)) throw new Error('--autoencoder: this is a pixel-space model, it has no decoder to replace');
+  const ae = await loadAutoencoder(dir);
+  try {
+    const why = latentSpaceMismatch(ae, model.codec.autoencoder);
+    if (why) {
+      throw new Error(
+        `--autoencoder ${dir} is not this model's latent space (${why}): only a decoder fine-tuned from it ` +
+          `(--stage ae --init <this model> --decoder-only) can be swapped in`,
+      );
+    }
+    const own = model.codec.autoencoder.decoderParameters();
+    for (const [name, v] of ae.decoderParameters()) own.get(name)!.assign(v);
+  } finally {
+    ae.dispose();
+  }
 }
 
 /** `--rollouts FILE --init MODEL ...`: the model's own canvases on training episodes, for --self-references. */

@@ -24,6 +24,8 @@ import {
   createModel,
   loadAutoencoder,
   loadCheckpoint,
+  loadCheckpointAutoencoder,
+  CHECKPOINT_FORMAT,
   modelConfig,
   saveAutoencoder,
   saveCheckpoint,
@@ -103,8 +105,16 @@ export interface TrainOptions {
   codrawDir?: string;
   /** Autoencoder folder (latent model presets). */
   autoencoder?: string;
-  /** Start stage 'all' / 2 / 3 from this model checkpoint instead of a fresh model. */
+  /**
+   * Start stage 'all' / 2 / 3 from this model checkpoint instead of a fresh model; stage 'ae': from this
+   * autoencoder folder, or a latent model checkpoint's embedded autoencoder.
+   */
   init?: string;
+  /**
+   * Stage 'ae' from --init: train the decoder only. The encoder, latent scale and range stay, so every model
+   * trained in this latent space keeps working with the result (swap it in with --export ... --autoencoder).
+   */
+  decoderOnly?: boolean;
   /** Scheduled sampling: a rollout file of the model's own canvases on these training episodes (--rollouts). */
   selfReferences?: string;
   /** Share of batch slots that start from an own canvas instead of the rendered reference. */
@@ -522,6 +532,12 @@ export function autoencoderTask(ae: Autoencoder, optimizer: AdamW, train: TurnDa
   };
 }
 
+/** An autoencoder folder's autoencoder, or a latent model checkpoint's embedded one. */
+async function loadAutoencoderFrom(dir: string): Promise<Autoencoder> {
+  const format = (JSON.parse(await fs.readFile(join(dir, 'config.json'), 'utf8')) as { format?: string }).format;
+  return format === CHECKPOINT_FORMAT ? loadCheckpointAutoencoder(dir) : loadAutoencoder(dir);
+}
+
 /** Train the autoencoder (stage 'ae'), then measure its latent scale and save it to out/autoencoder. */
 export async function trainAutoencoder(o: TrainOptions, control: TrainControl = {}): Promise<TrainResult> {
   await writeArgs(o);
@@ -540,10 +556,10 @@ export async function trainAutoencoder(o: TrainOptions, control: TrainControl = 
     if (o.steps !== undefined || o.minutes !== undefined) st.budget = budget;
     moments = r.optimizer;
   } else {
-    ae = createAutoencoder(o.config);
+    ae = o.init ? await loadAutoencoderFrom(o.init) : createAutoencoder(o.config);
     st = { kind: 'autoencoder', version: 1, loop: initialLoopState(o.lr, 0), budget };
   }
-  const nameOf = ae.namedParameters();
+  const nameOf = o.decoderOnly ? ae.decoderParameters() : ae.namedParameters();
   const optimizer = new AdamW([{ name: 'autoencoder', params: nameOf, lrScale: 1 }], { lr: o.lr, weightDecay: o.weightDecay, clipNorm: o.clipNorm });
   if (moments) optimizer.loadStateArrays(moments, st.loop.adamStep);
   const task = autoencoderTask(ae, optimizer, train, val, o);
@@ -576,13 +592,16 @@ export async function trainAutoencoder(o: TrainOptions, control: TrainControl = 
     });
     disposeSnapshot(r.best);
     if (!r.interrupted) {
-      // Unit-variance latents for the diffusion: measured on training canvases (LDM's scale factor).
-      const n = Math.min(64, train.numImages);
-      const x = tf.tensor4d(new ImageSampler(train, mixSeed(o.seed, 41)).batch(0, n), [n, train.size, train.size, 3]);
-      const scale = ae.calibrateScale(x);
-      x.dispose();
+      // Unit-variance latents for the diffusion: measured on training canvases (LDM's scale factor). A decoder
+      // fine-tune keeps the latent space it was given, scale and range included.
+      if (!o.decoderOnly) {
+        const n = Math.min(64, train.numImages);
+        const x = tf.tensor4d(new ImageSampler(train, mixSeed(o.seed, 41)).batch(0, n), [n, train.size, train.size, 3]);
+        ae.calibrateScale(x);
+        x.dispose();
+      }
       await writeFolderAtomically(join(o.out, 'autoencoder'), (tmp) => saveAutoencoder(ae, tmp));
-      log.info({ latentScale: scale, latentRange: ae.config.latentRange, best: r.state.validation.best }, 'autoencoder saved');
+      log.info({ latentScale: ae.config.latentScale, latentRange: ae.config.latentRange, best: r.state.validation.best }, 'autoencoder saved');
     }
     return { out: o.out, interrupted: r.interrupted, finished: [r.state.finished], steps: [r.state.step], bestVal: [r.state.validation.best] };
   } finally {

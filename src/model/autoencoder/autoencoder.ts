@@ -168,6 +168,14 @@ export class Autoencoder extends Module {
     this.decoder = this.child('decoder', new Decoder(config));
   }
 
+  /**
+   * The decoder's weights alone: fine-tuning them (train --stage ae --decoder-only) sharpens the images of
+   * models trained in this latent space without moving the space itself.
+   */
+  decoderParameters(): Map<string, tf.Variable> {
+    return new Map([...this.namedParameters()].filter(([n]) => n.startsWith('decoder.')));
+  }
+
   /** Posterior mean and log-variance (unscaled), each [B, H/f, W/f, latentChannels]. */
   posterior(images: tf.Tensor4D): { mean: tf.Tensor4D; logvar: tf.Tensor4D } {
     return tf.tidy(() => {

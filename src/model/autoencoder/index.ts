@@ -95,6 +95,27 @@ export class AutoencoderCodec implements ImageCodec {
   }
 }
 
+/**
+ * Why `a` cannot stand in for `b` as a model's codec, or null when it can: the same latent shape, scale and
+ * range, and encoder weights equal up to float16 rounding (checkpoints ship in float16); the decoders may differ.
+ */
+export function latentSpaceMismatch(a: Autoencoder, b: Autoencoder): string | null {
+  for (const k of ['latentChannels', 'downFactor', 'latentScale', 'latentRange'] as const) {
+    const x = a.config[k], y = b.config[k];
+    if (x !== y && !(x !== undefined && y !== undefined && Math.abs(x - y) <= 1e-6 * Math.max(1, Math.abs(y)))) return `${k} ${x} vs ${y}`;
+  }
+  const bw = b.namedParameters();
+  for (const [name, v] of a.namedParameters()) {
+    if (name.startsWith('decoder.')) continue;
+    const w = bw.get(name);
+    if (!w || w.shape.join(',') !== v.shape.join(',')) return `no encoder weight ${name} of shape [${v.shape}]`;
+    // float16 keeps 11 significant bits: a relative error of 2^-11 per value, plus subnormal slack.
+    const bad = tf.tidy(() => tf.any(tf.greater(tf.abs(tf.sub(v, w)), tf.add(tf.mul(tf.abs(w), 2 ** -10), 1e-7))).dataSync()[0]);
+    if (bad) return `encoder weight ${name} differs`;
+  }
+  return null;
+}
+
 export const AUTOENCODER_FORMAT = 'cdd-icm-autoencoder';
 export const AUTOENCODER_FORMAT_VERSION = 1;
 
