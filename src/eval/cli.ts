@@ -4,6 +4,7 @@
  *   npm run eval -- --model <checkpoint> --episodes <file> [--limit N] [--teacher-forced] [--steps K]
  *        [--guidance phi] [--icm-guidance psi] [--seed S] [--batch B] [--detector DIR] [--out DIR] [--json]
  *        [--codraw-dir DIR] [--backend NAME] [--sheet-episodes N] [--reencode-reference] [--candidates N]
+ *   npm run eval -- --codec-check --model <checkpoint> --episodes <file> [--limit N] [--rounds R] [--json]
  *
  * Writes report.json and contact-sheet.png (the first --sheet-episodes episodes, default 8) to the output folder, prints a table; with --json the last stdout line
  * is one JSON object (precision, recall, f1, rsim, episodes, turns, detector_reference_f1, ...).
@@ -17,7 +18,9 @@ import { loadDetector } from './detector.js';
 import { contactSheet } from './contactSheet.js';
 import { DETECTOR_TRUST_F1 } from './trust.js';
 import { DATASET_INFO } from './datasets.js';
+import type { Episode } from '../data/index.js';
 import { evaluateModel, type ModelEvalReport } from './evaluate.js';
+import { checkCodec } from './codecCheck.js';
 import { CliError, Progress, fmtMs, initBackendFromArgs, loadEpisodesArg, num, optNum, parse, runCli, str } from './cliUtil.js';
 
 const USAGE = `usage: npm run eval -- --model CHECKPOINT --episodes FILE [--limit N] [--teacher-forced] [--steps K]
@@ -27,7 +30,10 @@ const USAGE = `usage: npm run eval -- --model CHECKPOINT --episodes FILE [--limi
   --steps / --guidance / --icm-guidance / --candidates default to the checkpoint's recommended sampling settings
   (config.json's "sampling", as the server), else 50 steps, phi 3, psi 2, 1 candidate
   --candidates N: best-of-N per turn, kept by the model's clean-image ICM score (not the paper's; N times the
-  sampling work, the N candidates of a batch's B episodes denoised together)`;
+  sampling work, the N candidates of a batch's B episodes denoised together)
+       npm run eval -- --codec-check --model CHECKPOINT --episodes FILE [--limit N] [--rounds R] [--json]
+  scores the model's image codec instead of the model: the detector on every ground-truth turn against the detector
+  on decode(encode(turn)), R times over (default 1); generates nothing, writes nothing`;
 
 function table(r: ModelEvalReport): string {
   const f = (v: number) => v.toFixed(4).padStart(9);
@@ -67,9 +73,12 @@ async function main(): Promise<void> {
       'sheet-episodes': { type: 'string' },
       'reencode-reference': { type: 'boolean' },
       candidates: { type: 'string' },
+      'codec-check': { type: 'boolean' },
+      rounds: { type: 'string' },
     },
     USAGE,
   );
+  if (a.rounds !== undefined && a['codec-check'] !== true) throw new CliError('--rounds applies to --codec-check');
   const modelDir = str(a.model, 'model');
   const episodesFile = str(a.episodes, 'episodes');
   const limit = optNum(a.limit, 'limit', { int: true, min: 1 });
@@ -96,6 +105,7 @@ async function main(): Promise<void> {
   const detectorDir = str(a.detector, 'detector', join('models', 'detectors', dataset));
   if (!existsSync(join(detectorDir, 'config.json')))
     throw new CliError(`no ${dataset} detector at ${detectorDir} (train one: npm run train:detector -- --dataset ${dataset} --out ${detectorDir} --minutes 20)`);
+  if (a['codec-check'] === true) return codecCheck(modelDir, detectorDir, episodes, { rounds: num(a.rounds, 'rounds', 1, { int: true, min: 1 }), json, backendArg: a.backend, ...(codrawDir ? { codrawDir } : {}) });
   const outDir = str(a.out, 'out', join('eval-output', `${dataset}-${basename(resolve(modelDir))}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
 
   const backend = await initBackendFromArgs(a.backend);
@@ -200,6 +210,37 @@ async function main(): Promise<void> {
     log(`warning: the detector's F1 on ground truth (${report.detectorReference.f1.toFixed(4)}) is below ${trustF1}: do not trust these scores`);
   process.stdout.write(`report ${join(outDir, 'report.json')}, contact sheet ${sheetPath} (${fmtMs(report.elapsedMs)})\n`);
   if (json) process.stdout.write(JSON.stringify(summary) + '\n');
+}
+
+/** `--codec-check`: what the model's codec loses of the ground truth (src/eval/codecCheck.ts). */
+async function codecCheck(
+  modelDir: string,
+  detectorDir: string,
+  episodes: Episode[],
+  o: { rounds: number; json: boolean; backendArg: string | boolean | undefined; codrawDir?: string },
+): Promise<void> {
+  const backend = await initBackendFromArgs(o.backendArg);
+  process.stderr.write(`backend ${backend.name} (${backend.device}, ${backend.threads} threads)\n`);
+  const model = await loadCheckpoint(modelDir);
+  const detector = await loadDetector(detectorDir);
+  if (detector.config.dataset !== episodes[0]!.dataset) throw new CliError(`${detectorDir} is a ${detector.config.dataset} detector, episodes are ${episodes[0]!.dataset}`);
+  const total = episodes.reduce((s, e) => s + e.turns.length, 0);
+  const progress = new Progress('images', total);
+  const r = checkCodec(model, detector, episodes, {
+    rounds: o.rounds,
+    ...(o.codrawDir ? { render: { clipartDir: join(o.codrawDir, 'clipart') } } : {}),
+    onProgress: (done) => progress.update(done),
+  });
+  const f = (v: number) => v.toFixed(4).padStart(9);
+  const lines = [`codec of ${modelDir} on ${r.images} ground-truth turns`, 'round precision    recall        f1  most lost'];
+  for (const x of r.rounds) {
+    const lost = x.lost.slice(0, 4).map(([l, n]) => `${l} ${n}`).join(', ');
+    lines.push(`${String(x.round).padStart(5)} ${f(x.scores.precision)} ${f(x.scores.recall)} ${f(x.scores.f1)}  ${lost}`);
+  }
+  lines.push('(round 0: the ground truth itself; round k: after k decode(encode(.)) round trips)');
+  process.stdout.write(lines.join('\n') + '\n');
+  if (o.json) process.stdout.write(JSON.stringify({ model: modelDir, images: r.images, rounds: r.rounds }) + '\n');
+  model.dispose();
 }
 
 runCli(main);
