@@ -103,7 +103,9 @@ describe('engine', () => {
     hooks.add('a1', 'A', { candidates: 3 });
     hooks.add('b1', 'B', { candidates: 2 });
     hooks.add('c1', 'C');
-    const { engine, batches } = start(hooks, { maxBatchSize: 4, previewEvery: 1 });
+    // A long preview grace: every preview lands before the next step, even on a loaded CI machine (with the
+    // default 2 ms a slow encode may drop the last frame, which the engine allows: latest frame wins).
+    const { engine, batches } = start(hooks, { maxBatchSize: 4, previewEvery: 1, previewGraceMs: 60_000 });
     engine.enqueue('A', 'a1');
     engine.enqueue('B', 'b1');
     engine.enqueue('C', 'c1');
