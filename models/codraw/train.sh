@@ -14,5 +14,14 @@ OMP_NUM_THREADS=1 nice -n 19 npx tsx src/train/cli.ts $D --stage all --config sm
   --autoencoder runs/ae-codraw/autoencoder --out runs/codraw-1 --resume --minutes 70 --split 0.12,0.78,0.1 \
   --lr 2e-4 --batch 16 --val-every 300 --val-batches 8 --context-length 64
 
-# 3. Ship it (float16).
-npx tsx src/train/cli.ts --export runs/codraw-1/model --out models/codraw --dtype float16
+# 3. The first CoDraw release (float16).
+[ -f runs/codraw-1/export/model.safetensors ] || npx tsx src/train/cli.ts --export runs/codraw-1/model --out runs/codraw-1/export --dtype float16
+
+# 4. Stages 2 and 3 continued from it with a moving average of the weights (two threads, 70 minutes; the second
+#    release was trained from the first release's float16 files, which step 3 reproduces).
+npx tsx src/train/cli.ts $D --stage 2,3 --config small --init runs/codraw-1/export --out runs/codraw-2 --resume \
+  --minutes 70 --split 0,0.85,0.15 --lr 1e-4 --batch 16 --val-every 300 --val-batches 8 --context-length 64 \
+  --ema-decay 0.999 --seed 2
+
+# 5. Ship it (float16).
+npx tsx src/train/cli.ts --export runs/codraw-2/model --out models/codraw --dtype float16
