@@ -11,4 +11,6 @@ export interface GraphQLContext {
   ip?: string;
   /** For subscriptions: is the caller's socket backlogged (latest-frame-wins for previews)? */
   backlogged?: () => boolean;
+  /** For subscriptions: a preview frame published at `at` is about to be sent (preview delivery latency). */
+  frameSent?: (at: Date) => void;
 }

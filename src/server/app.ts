@@ -69,13 +69,16 @@ export async function startApp(o: AppOptions): Promise<RunningServer> {
     models,
     background: datasetBackground,
     encodePng,
-    createEngine: async (hooks): Promise<ThreadedEngine> => {
+    createEngine: async (hooks, onBatch): Promise<ThreadedEngine> => {
       const engine = createThreadedEngine({
         models: folders,
         hooks,
         settings,
         backend: config.backend,
-        ...(o.onBatch ? { onBatch: o.onBatch } : {}),
+        onBatch: (info) => {
+          onBatch(info);
+          o.onBatch?.(info);
+        },
       });
       try {
         await engine.ready();

@@ -36,14 +36,16 @@ import {
   type SessionModel,
 } from '../sessions/index.js';
 import type { RgbImage } from '../data/index.js';
+import type { BatchInfo } from '../engine/index.js';
+import { ServerMetrics } from './metrics.js';
 import { serveGraphqlWs } from './wsTransport.js';
 
 const log = partLogger('server');
 
 export interface ServerOptions {
   config: Config;
-  /** Build the generation engine around the sessions service's hooks. */
-  createEngine(hooks: EngineHooks): GenerationEngine | Promise<GenerationEngine>;
+  /** Build the generation engine around the sessions service's hooks; it reports every step to `onBatch`. */
+  createEngine(hooks: EngineHooks, onBatch: (info: BatchInfo) => void): GenerationEngine | Promise<GenerationEngine>;
   /** Dataset -> the model that renders its sessions (key, name, canvas size, turn defaults). */
   models: Partial<Record<string, SessionModel>>;
   /** The empty canvas of a dataset. */
@@ -86,7 +88,10 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     background: o.background,
     encodePng: o.encodePng,
   });
-  const engine = await o.createEngine(service);
+  let engineRef: GenerationEngine | null = null;
+  const metrics = new ServerMetrics({ engine: () => engineRef, db });
+  const engine = metrics.observeEngine(await o.createEngine(metrics.observeHooks(service), (info) => metrics.batch(info)));
+  engineRef = engine;
   service.attachEngine(engine);
 
   const schema: GraphQLSchema = buildSchema();
@@ -107,6 +112,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         token: ctx.extra.token ?? null,
         tokenHash: ctx.extra.tokenHash ?? null,
         backlogged: () => ctx.extra.socket.bufferedAmount > config.wsHighWaterMarkBytes,
+        frameSent: (at) => metrics.frameDelivered(at),
       }),
       // A bad or missing token closes the socket with 4403 Forbidden at connect.
       onConnect: async (ctx) => {
@@ -156,6 +162,17 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
 
   app.get('/healthz', (_req, res) => {
     res.json({ ok: true, engine: engine.status() });
+  });
+
+  // Prometheus scrapes this (text exposition format).
+  app.get('/metrics', async (_req, res) => {
+    try {
+      const { contentType, body } = await metrics.render();
+      res.set('Content-Type', contentType).send(body);
+    } catch (err) {
+      log.error({ err }, 'metrics failed');
+      res.status(500).json({ code: 'INTERNAL_SERVER_ERROR', message: 'Metrics are unavailable.' });
+    }
   });
 
   // ---- images: stable URL, immutable content (the id never changes its bytes)
