@@ -95,6 +95,18 @@ const ConfigSchema = z.object({
   /** `file:...` (SQLite) or `postgres://...`; empty means `file:<dataDir>/codraw.db`. */
   databaseUrl: z.string().default(''),
   /**
+   * `redis://...`: scale-out mode. API servers queue turns in Redis (BullMQ) for generation workers
+   * (`npm run worker`) and share events through Redis pub/sub; needs a PostgreSQL DATABASE_URL. Empty: one
+   * process, the engine in a worker thread.
+   */
+  redisUrl: z.string().default(''),
+  /** Scale-out workers: turn jobs taken at once (default: maxBatchSize). */
+  workerConcurrency: int(1, 256).optional(),
+  /** Scale-out: a job whose worker stopped renewing its lock for this long goes back to the queue (ms). */
+  queueLockMs: int(1000, 600_000).default(10_000),
+  /** Scale-out: how often workers look for such jobs (ms). */
+  queueStalledCheckMs: int(500, 600_000).default(5_000),
+  /**
    * Which model renders each dataset's sessions: dataset -> checkpoint folder (`MODELS=iclevr=DIR,codraw=DIR`).
    * Unset: `modelPath` for every dataset if it is set, else the shipped models (servedModels).
    */
@@ -150,6 +162,20 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/** Scale-out mode: Redis is set (API servers and workers share its queue and PostgreSQL). */
+export function isScaleOut(config: Pick<Config, 'redisUrl'>): boolean {
+  return config.redisUrl !== '';
+}
+
+/** Settings that must agree: a malformed DATABASE_URL, or scale-out over a database only one machine sees. */
+export function checkDeployment(config: Config): void {
+  const db = databaseTarget(config);
+  if (isScaleOut(config)) {
+    if (!/^rediss?:\/\//.test(config.redisUrl)) throw new ConfigError(`REDIS_URL must start with redis:// or rediss://, got "${config.redisUrl}"`);
+    if (db.kind !== 'postgres') throw new ConfigError('REDIS_URL (scale-out mode) needs DATABASE_URL=postgres://...: every API server and worker must share one database');
+  }
+}
+
 /** Validate a partial configuration object (tests and benches build theirs this way). */
 export function makeConfig(input: ConfigInput = {}): Config {
   const r = ConfigSchema.safeParse(input);
@@ -168,6 +194,10 @@ const ENV: Record<string, string> = {
   DATABASE_URL: 'databaseUrl',
   MODEL_PATH: 'modelPath',
   MODELS: 'models',
+  REDIS_URL: 'redisUrl',
+  WORKER_CONCURRENCY: 'workerConcurrency',
+  QUEUE_LOCK_MS: 'queueLockMs',
+  QUEUE_STALLED_CHECK_MS: 'queueStalledCheckMs',
   TENSOR_BACKEND: 'backend',
   PREVIEW_EVERY: 'previewEvery',
   BATCHING: 'batching',
@@ -199,6 +229,7 @@ const FLAGS: Record<string, string> = {
   '--database-url': 'databaseUrl',
   '--model': 'modelPath',
   '--models': 'models',
+  '--redis-url': 'redisUrl',
   '--backend': 'backend',
   '--preview-every': 'previewEvery',
   '--batching': 'batching',
@@ -234,6 +265,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, argv: string[] 
     setPath(raw, p, value);
   }
   const config = makeConfig(raw as ConfigInput);
-  databaseTarget(config); // fail at start on a malformed DATABASE_URL
+  checkDeployment(config);
   return config;
 }

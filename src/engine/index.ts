@@ -55,3 +55,5 @@ export function createEngine(options: EngineOptions): GenerationEngine & { ready
 export function createThreadedEngine(options: ThreadedEngineOptions): ThreadedEngine {
   return new ThreadedEngine(options);
 }
+export { QueueEngine, type QueueEngineOptions } from './queue/queueEngine.js';
+export { GenerationWorker, type GenerationWorkerOptions, type StartDecision } from './queue/generationWorker.js';

@@ -93,6 +93,7 @@ export const resolvers: Resolvers = {
     settings: (t) => t,
     timings: (t) => t,
     queuePosition: (t, _a, ctx) => ctx.service.queuePosition(t),
+    latestPreview: (t, _a, ctx) => ctx.service.latestPreview(t),
     referenceImage: (t, _a, ctx) => ctx.service.imageMetaOrNull(t.referenceImageId),
     resultImage: (t, _a, ctx) => ctx.service.imageMetaOrNull(t.resultImageId),
     parent: (t, _a, ctx) => ctx.service.turnById(t.parentTurnId),

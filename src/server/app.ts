@@ -4,13 +4,13 @@
  * sessions service's hooks, and the server. main.ts, the tests and the benchmark all start it so.
  */
 import path from 'node:path';
-import { resolveTurnDefaults, servedModels, type Config } from '../config/index.js';
+import { isScaleOut, resolveTurnDefaults, servedModels, type Config } from '../config/index.js';
 import { codrawBackground, encodePng, iclevrBackground, type RgbImage } from '../data/index.js';
-import { createThreadedEngine, type BatchInfo, type SharedEngineSettings, type ThreadedEngine } from '../engine/index.js';
+import { QueueEngine, createThreadedEngine, type BatchInfo, type SharedEngineSettings, type ThreadedEngine } from '../engine/index.js';
 import { ENGINE_DEFAULTS } from '../engine/index.js';
 import { readCheckpointConfig } from '../model/index.js';
 import { partLogger } from '../log/index.js';
-import type { SessionModel } from '../sessions/index.js';
+import { RedisPubSub, type SessionModel } from '../sessions/index.js';
 import { startServer, type RunningServer } from './index.js';
 
 const log = partLogger('server');
@@ -55,15 +55,16 @@ export async function sessionModels(config: Config): Promise<{ models: Record<st
   return { models, folders };
 }
 
+/** The engine settings every served model gets, from the configuration. */
+export function engineSettings(config: Config): SharedEngineSettings {
+  return { ...ENGINE_DEFAULTS, previewEvery: config.previewEvery, maxBatchSize: config.maxBatchSize, batching: config.batching };
+}
+
 export async function startApp(o: AppOptions): Promise<RunningServer> {
+  if (isScaleOut(o.config)) return startApiServer(o.config);
   const { config } = o;
   const { models, folders } = await sessionModels(config);
-  const settings: SharedEngineSettings = {
-    ...ENGINE_DEFAULTS,
-    previewEvery: config.previewEvery,
-    maxBatchSize: config.maxBatchSize,
-    batching: config.batching,
-  };
+  const settings = engineSettings(config);
   return startServer({
     config,
     models,
@@ -89,4 +90,40 @@ export async function startApp(o: AppOptions): Promise<RunningServer> {
       return engine;
     },
   });
+}
+
+/**
+ * Scale-out mode's API server: no engine of its own; turns go to the BullMQ queue for the generation workers, and
+ * events and frames come through Redis pub/sub. When Redis comes back after an outage, every unfinished turn in
+ * PostgreSQL is handed to the queue again (the queue ignores the turns it still has).
+ */
+async function startApiServer(config: Config): Promise<RunningServer> {
+  const { models } = await sessionModels(config);
+  const pubsub = new RedisPubSub(config.redisUrl);
+  try {
+    await pubsub.ready();
+  } catch (err) {
+    pubsub.close();
+    throw new Error(`cannot reach Redis at ${config.redisUrl}: ${(err as Error).message}`);
+  }
+  let resumeAgain: (() => void) | null = null;
+  const server = await startServer({
+    config,
+    models,
+    background: datasetBackground,
+    encodePng,
+    pubsub,
+    shared: true,
+    createEngine: () =>
+      new QueueEngine({
+        redisUrl: config.redisUrl,
+        batching: config.batching,
+        maxBatchSize: config.maxBatchSize,
+        onReconnect: () => resumeAgain?.(),
+      }),
+  });
+  resumeAgain = () => {
+    server.service.resume({ shared: true }).catch((err: unknown) => log.error({ err }, 'could not queue the unfinished turns again'));
+  };
+  return server;
 }

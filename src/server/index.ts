@@ -33,6 +33,7 @@ import {
   type Db,
   type EngineHooks,
   type GenerationEngine,
+  type PubSub,
   type SessionModel,
 } from '../sessions/index.js';
 import type { RgbImage } from '../data/index.js';
@@ -51,6 +52,10 @@ export interface ServerOptions {
   /** The empty canvas of a dataset. */
   background(dataset: string, size: number): RgbImage;
   encodePng(image: RgbImage): Buffer;
+  /** The pub/sub seam (default: in-process; scale-out: Redis). */
+  pubsub?: PubSub;
+  /** Other servers and workers share the database and queue (scale-out): start-up resets nothing. */
+  shared?: boolean;
 }
 
 export interface RunningServer {
@@ -79,7 +84,7 @@ export function bearer(value: unknown): string | null {
 export async function startServer(o: ServerOptions): Promise<RunningServer> {
   const { config } = o;
   const db = await openDatabase(config);
-  const pubsub = new InProcessPubSub();
+  const pubsub = o.pubsub ?? new InProcessPubSub();
   const service = new SessionsService({
     db,
     pubsub,
@@ -236,7 +241,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     next(err);
   });
 
-  const resumed = await service.resume();
+  const resumed = await service.resume({ shared: o.shared ?? false });
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
     httpServer.listen(config.port, config.host, () => resolve());

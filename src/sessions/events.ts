@@ -24,6 +24,14 @@ export interface PubSub {
   subscribe<T>(topic: string, options?: SubscribeOptions<T>): Subscription<T>;
   /** Number of live subscriptions on a topic. */
   subscriberCount(topic: string): number;
+  /**
+   * Keep the latest `payload` under `key` for `ttlMs`, readable by every server (a running turn's latest preview,
+   * for a client that connects or reconnects mid-turn and catches up).
+   */
+  retain<T>(key: string, payload: T, ttlMs: number): void;
+  /** What `retain` last kept under `key`, or null (never kept, expired or forgotten). */
+  recall<T>(key: string): Promise<T | null>;
+  forget(key: string): void;
   /** End every subscription. */
   close(): void;
 }
@@ -126,6 +134,21 @@ class Subscriber<T> implements AsyncIterableIterator<T> {
 /** Pub/sub within this process. */
 export class InProcessPubSub implements PubSub {
   private readonly topics = new Map<string, Set<Subscriber<unknown>>>();
+  private readonly retained = new Map<string, { payload: unknown; expires: number }>();
+
+  retain<T>(key: string, payload: T, ttlMs: number): void {
+    this.retained.set(key, { payload, expires: Date.now() + ttlMs });
+  }
+
+  recall<T>(key: string): Promise<T | null> {
+    const r = this.retained.get(key);
+    if (r && r.expires < Date.now()) this.retained.delete(key);
+    return Promise.resolve(r && r.expires >= Date.now() ? (r.payload as T) : null);
+  }
+
+  forget(key: string): void {
+    this.retained.delete(key);
+  }
 
   publish<T>(topic: string, payload: T): void {
     const subs = this.topics.get(topic);
@@ -152,5 +175,6 @@ export class InProcessPubSub implements PubSub {
   close(): void {
     for (const subs of [...this.topics.values()]) for (const s of [...subs]) s.end();
     this.topics.clear();
+    this.retained.clear();
   }
 }

@@ -136,6 +136,9 @@ export interface SessionsServiceOptions {
 
 export const sessionTopic = (sessionId: string): string => `session:${sessionId}`;
 export const progressTopic = (sessionId: string): string => `progress:${sessionId}`;
+/** Retained latest preview of a running turn. */
+const previewKey = (turnId: string): string => `preview:${turnId}`;
+const RETAIN_PREVIEW_MS = 10 * 60_000;
 
 const ACTIVE: TurnStatus[] = ['QUEUED', 'RUNNING'];
 const IMAGE_META = {
@@ -581,6 +584,7 @@ export class SessionsService implements EngineHooks {
       at: new Date(),
     };
     this.pubsub.publish(progressTopic(p.sessionId), frame);
+    if (frame.preview) this.pubsub.retain(previewKey(p.turnId), frame, RETAIN_PREVIEW_MS);
   }
 
   async finished(turnId: string, png: Buffer, timings: { queuedMs: number; runMs: number }): Promise<void> {
@@ -618,6 +622,7 @@ export class SessionsService implements EngineHooks {
     const seq = this.sequences.get(turnId);
     this.sequences.delete(turnId);
     this.running.delete(turnId);
+    this.pubsub.forget(previewKey(turnId));
     if (!r) return;
     const frame: TurnProgressFrame = {
       turnId,
@@ -646,15 +651,22 @@ export class SessionsService implements EngineHooks {
 
   // ---------------------------------------------------------------- start-up and drain
 
-  /** At start: nobody is online, and QUEUED and RUNNING turns are queued again in their original order. */
-  async resume(): Promise<number> {
+  /**
+   * At start: nobody is online, and QUEUED and RUNNING turns are queued again in their original order. With
+   * `shared` (scale-out: other servers and workers are live) nothing is reset, since other servers hold the
+   * subscriptions and workers run the RUNNING turns; unfinished turns are only handed to the queue again, which
+   * ignores those it already has.
+   */
+  async resume(opts: { shared?: boolean } = {}): Promise<number> {
     const engine = this.requireEngine();
-    await this.writes.run(async () => {
-      await this.db.participant.updateMany({ where: { online: true }, data: { online: false } });
-      await this.db.turn.updateMany({ where: { status: 'RUNNING' }, data: { status: 'QUEUED', startedAt: null } });
-    });
+    if (!opts.shared) {
+      await this.writes.run(async () => {
+        await this.db.participant.updateMany({ where: { online: true }, data: { online: false } });
+        await this.db.turn.updateMany({ where: { status: 'RUNNING' }, data: { status: 'QUEUED', startedAt: null } });
+      });
+    }
     const turns = await this.db.turn.findMany({
-      where: { status: 'QUEUED' },
+      where: { status: { in: ACTIVE } },
       orderBy: { queueSeq: 'asc' },
       select: { id: true, sessionId: true, session: { select: { dataset: true } } },
     });
@@ -662,6 +674,17 @@ export class SessionsService implements EngineHooks {
     for (const t of turns) engine.enqueue(t.sessionId, t.id, this.opts.models[t.session.dataset]?.key ?? `unserved:${t.session.dataset}`);
     if (turns.length) log.info({ turns: turns.length }, 'resumed queued turns');
     return turns.length;
+  }
+
+  /**
+   * Whether a turn may start now (scale-out workers ask before running a job): 'later' while its session has an
+   * earlier unfinished turn, 'gone' once it has ended or does not exist.
+   */
+  async mayStart(turnId: string, sessionId: string): Promise<'now' | 'later' | 'gone'> {
+    const t = await this.db.turn.findUnique({ where: { id: turnId }, select: { status: true, queueSeq: true } });
+    if (!t || !ACTIVE.includes(t.status)) return 'gone';
+    const ahead = await this.db.turn.count({ where: { sessionId, status: { in: ACTIVE }, queueSeq: { lt: t.queueSeq } } });
+    return ahead > 0 ? 'later' : 'now';
   }
 
   /** Refuse new turns (drain has begun). */
@@ -764,6 +787,12 @@ export class SessionsService implements EngineHooks {
 
   turnById(id: string | null): Promise<TurnRecord | null> {
     return id ? this.db.turn.findUnique({ where: { id } }) : Promise.resolve(null);
+  }
+
+  /** The latest preview of a turn still running (retained by whichever server or worker runs it). */
+  async latestPreview(t: TurnRecord): Promise<TurnProgressFrame | null> {
+    if (t.status !== 'RUNNING') return null;
+    return this.pubsub.recall<TurnProgressFrame>(previewKey(t.id));
   }
 
   /** Active turns of the same session ahead of this one; null once the turn is finished. */
