@@ -47,11 +47,13 @@ describe.skipIf(!clusterAvailable())('scale-out: 2 API servers, 2 workers, Redis
       PREVIEW_EVERY: '1',
       MAX_OPERATIONS_PER_MINUTE: '100000',
       MAX_QUEUED_TURNS_PER_SESSION: '16',
-      // A killed worker's jobs come back after 3 s (the default 10 s would only slow the test).
-      QUEUE_LOCK_MS: '3000',
+      // A killed worker's jobs come back after 6 s (the default 10 s would only slow the test).
+      QUEUE_LOCK_MS: '6000',
       QUEUE_STALLED_CHECK_MS: '1000',
       // Two workers and two servers share 2 cores.
       OMP_NUM_THREADS: '1',
+      // Drain waits out the current step, which is slow on a loaded 2-core machine.
+      SHUTDOWN_TIMEOUT_MS: '60000',
     };
     // The first API server migrates the new database; the rest start together.
     apis.push(await startApiServer('api-1', env));
@@ -212,7 +214,8 @@ describe.skipIf(!clusterAvailable())('scale-out: 2 API servers, 2 workers, Redis
     await f.until((fs) => fs.some((x) => x.turnId === d.submitTurn.id && x.step >= 2));
     const victim = await busyWorker();
     victim.kill('SIGTERM');
-    expect((await victim.exited).code).toBe(0);
+    const exit = await victim.exited;
+    expect(exit.code, victim.output().slice(-3000)).toBe(0);
     workers.splice(workers.indexOf(victim), 1);
     expect(await waitTurn(apis[1]!, s.teller, d.submitTurn.id)).toBe('SUCCEEDED');
     await f.until((fs) => fs.some((x) => x.turnId === d.submitTurn.id && x.final));
