@@ -36,6 +36,7 @@ import {
 } from '../sessions/index.js';
 import type { RgbImage } from '../data/index.js';
 import { serveGraphqlWs } from './wsTransport.js';
+import { serveWebClient } from './webClient.js';
 
 const log = partLogger('server');
 
@@ -100,6 +101,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   app.disable('x-powered-by');
   // Bearer tokens, not cookies, carry identity: any origin may call the API (and read ETags for its cache).
   app.use(cors({ exposedHeaders: ['ETag'] }));
+  serveWebClient(app); // the web client at / (dist/web)
   const httpServer = http.createServer(app);
 
   // ---- subscriptions: graphql-ws on the same server and path

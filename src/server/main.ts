@@ -11,7 +11,7 @@ async function main(): Promise<void> {
   const backend = await initBackend(config.backend);
   logger.info({ backend }, 'tensor backend ready');
   const server = await startApp({ config });
-  logger.info({ graphql: server.url, subscriptions: server.wsUrl }, 'server ready');
+  logger.info({ web: `${server.origin}/`, graphql: server.url, subscriptions: server.wsUrl }, `server ready: open ${server.origin}/ in a browser`);
 
   let stopping = false;
   const stop = (signal: string): void => {
