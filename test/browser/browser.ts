@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+// (page.evaluate and addInitScript callbacks run in the browser: they are typed with the DOM library.)
 /**
  * Debian's chromium driven by playwright-core (no browser download): how the browser tests and the screenshot
  * script launch it, and a recorder of what the canvas showed.

@@ -62,7 +62,10 @@ function CreateForm({ api, navigate, datasets, report }: { api: Api; navigate: N
         <input type="checkbox" checked={allowDrawerTurns} onChange={(e) => setAllowDrawerTurns(e.currentTarget.checked)} />
         Drawers may submit turns too
       </label>
-      <p class="muted">You join as its teller and get links to invite drawers and observers.</p>
+      <p class="muted">
+        You join as its teller and get links to invite drawers and observers. Every session is drawn by the model the
+        server loaded (see Engine).
+      </p>
       <button type="submit" disabled={busy || !title.trim() || !name.trim()}>
         {busy ? 'Creating…' : 'Create session'}
       </button>

@@ -19,7 +19,7 @@ function ShareLink({ role, url }: { role: Role; url: string }) {
   };
   return (
     <div class="share">
-      <label for={id}>Invite a {role.toLowerCase()}</label>
+      <label for={id}>Invite {role === 'OBSERVER' ? 'an' : 'a'} {role.toLowerCase()}</label>
       <div class="row">
         <input id={id} readOnly value={url} data-testid={id} onFocus={(e) => e.currentTarget.select()} />
         <button type="button" class="secondary" onClick={copy}>
