@@ -87,6 +87,15 @@ async function main(): Promise<void> {
     await drawer.waitForURL(/\/s\//);
     await teller.locator('[data-testid="participants"] li[data-online="true"]', { hasText: 'Drew' }).waitFor();
 
+    // An observer on a phone.
+    const phone = await (await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, colorScheme: 'light' })).newPage();
+    phone.setDefaultTimeout(WAIT);
+    await phone.goto(observerLink);
+    await phone.getByLabel('Your name').fill('Obi');
+    await phone.getByRole('button', { name: 'Join as observer' }).click();
+    await phone.waitForURL(/\/s\//);
+    await phone.getByTestId('canvas').waitFor();
+
     const seen = new Set<string>([await finished(teller, new Set())]);
     for (const [i, text] of TURNS.entries()) {
       say(`turn ${i + 1}: ${text}`);
@@ -97,6 +106,7 @@ async function main(): Promise<void> {
         await drawer.locator('img[data-testid="canvas"][data-kind="preview"]').waitFor();
         await drawer.waitForFunction(() => Number(document.querySelector<HTMLImageElement>('img[data-kind="preview"]')?.dataset.sequence ?? 0) >= 8);
         await drawer.screenshot({ path: path.join(OUT, 'web-drawer-live.png') });
+        await phone.screenshot({ path: path.join(OUT, 'web-phone.png') });
       }
       const id = await finished(teller, seen);
       seen.add(id);
@@ -121,14 +131,6 @@ async function main(): Promise<void> {
     await teller.getByTestId('pending-replies').waitFor();
     await teller.screenshot({ path: path.join(OUT, 'web-teller.png'), fullPage: true });
 
-    const phone = await (await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, colorScheme: 'light' })).newPage();
-    phone.setDefaultTimeout(WAIT);
-    await phone.goto(observerLink);
-    await phone.getByLabel('Your name').fill('Obi');
-    await phone.getByRole('button', { name: 'Join as observer' }).click();
-    await phone.waitForURL(/\/s\//);
-    await finished(phone, new Set());
-    await phone.screenshot({ path: path.join(OUT, 'web-phone.png') });
     say(`wrote ${['web-start', 'web-drawer-live', 'web-teller', 'web-phone'].map((n) => `docs/images/${n}.png`).join(', ')}`);
   } finally {
     await browser.close();

@@ -76,6 +76,11 @@ function LiveSessionView({ identity, navigate }: { identity: Identity; navigate:
     };
   }, [api, sessionId]);
 
+  const title = live?.session.title;
+  useEffect(() => {
+    document.title = title ? `${title} · CoDraw` : 'CoDraw';
+  }, [title]);
+
   /** Run a mutation; a refusal becomes a notice. Returns whether it went through. */
   const act = async (doing: string, run: () => Promise<unknown>): Promise<boolean> => {
     try {
@@ -132,12 +137,14 @@ function LiveSessionView({ identity, navigate }: { identity: Identity; navigate:
       const r = await api.revertToTurn(t.id);
       setLive((prev) => (prev ? { ...prev, session: { ...prev.session, headTurn: r.headTurn } } : prev));
     });
-  const leave = () =>
+  const leave = () => {
+    if (!window.confirm(`Leave “${session.title}”? You would need a new join link to come back.`)) return;
     void act('leaving the session', async () => {
       await api.leaveSession(sessionId);
       forgetIdentity(sessionId);
       navigate('/');
     });
+  };
 
   return (
     <div class="page session" data-role={role}>
