@@ -102,11 +102,13 @@ async function main(): Promise<void> {
       await teller.getByLabel('Instruction').fill(text);
       await teller.getByLabel('Instruction').press('Enter');
       if (i === TURNS.length - 1) {
-        // Mid-denoising, as the drawer sees it.
-        await drawer.locator('img[data-testid="canvas"][data-kind="preview"]').waitFor();
-        await drawer.waitForFunction(() => Number(document.querySelector<HTMLImageElement>('img[data-kind="preview"]')?.dataset.sequence ?? 0) >= 8);
-        await drawer.screenshot({ path: path.join(OUT, 'web-drawer-live.png') });
+        // Mid-denoising, as the observer's phone and the drawer see it.
+        const midway = (p: Page) =>
+          p.waitForFunction(() => Number(document.querySelector<HTMLImageElement>('img[data-kind="preview"]')?.dataset.sequence ?? 0) >= 6);
+        await midway(phone);
         await phone.screenshot({ path: path.join(OUT, 'web-phone.png') });
+        await midway(drawer);
+        await drawer.screenshot({ path: path.join(OUT, 'web-drawer-live.png') });
       }
       const id = await finished(teller, seen);
       seen.add(id);

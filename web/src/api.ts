@@ -103,7 +103,7 @@ export interface ProgressFrame {
 }
 
 /** A served model, as far as the server describes one (EngineStatus.models, where the server has it). */
-export type ServedModel = Record<string, string | number | boolean | null>;
+export type ServedModel = Record<string, string | number | boolean | null | string[]>;
 
 export interface EngineStatusView {
   backend: string;
@@ -306,6 +306,7 @@ export class Api {
         `query ModelFields($name: String!) { __type(name: $name) { fields { name type { kind name ofType { kind name ofType { kind name } } } } } }`,
         { name: item.name },
       );
+      // Scalars and lists of scalars (e.g. the datasets a model renders); nested objects are left out.
       const scalars = (t.__type?.fields ?? []).filter((f) => ['SCALAR', 'ENUM'].includes(named(f.type).kind)).map((f) => f.name);
       return scalars.length ? `models { ${scalars.join(' ')} }` : null;
     } catch {

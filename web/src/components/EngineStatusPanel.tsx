@@ -1,6 +1,9 @@
 /** What the server's engine runs and how busy it is (public; refreshed every few seconds and on turn events). */
 import type { EngineStatusView, ServedModel } from '../api.js';
 
+const cell = (v: ServedModel[string] | undefined): string =>
+  Array.isArray(v) ? v.join(', ') : typeof v === 'boolean' ? (v ? 'yes' : 'no') : typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(1) : String(v ?? '');
+
 function ModelsTable({ models }: { models: ServedModel[] }) {
   const columns = [...new Set(models.flatMap((m) => Object.keys(m)))];
   if (!models.length || !columns.length) return <p>No models listed.</p>;
@@ -8,11 +11,11 @@ function ModelsTable({ models }: { models: ServedModel[] }) {
     <table class="models">
       <caption>Models served</caption>
       <thead>
-        <tr>{columns.map((c) => <th scope="col" key={c}>{c}</th>)}</tr>
+        <tr>{columns.map((c) => <th scope="col" key={c}>{c.replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase()}</th>)}</tr>
       </thead>
       <tbody>
         {models.map((m, i) => (
-          <tr key={i}>{columns.map((c) => <td key={c}>{String(m[c] ?? '')}</td>)}</tr>
+          <tr key={i}>{columns.map((c) => <td key={c}>{cell(m[c])}</td>)}</tr>
         ))}
       </tbody>
     </table>

@@ -1,6 +1,6 @@
 /** `/`: start a session, or join one from a link (`/?session=<id>&role=<ROLE>[&invite=<code>]`). */
 import { useMemo, useState } from 'preact/hooks';
-import { Api, ROLES, type Role } from '../api.js';
+import { Api, ROLES, type Role, type ServedModel } from '../api.js';
 import { joinLink, lastName, loadIdentity, parseJoinLink, saveIdentity, sessionPath, type JoinRequest } from '../identity.js';
 import type { Navigate } from '../main.js';
 import { EngineStatusPanel } from './EngineStatusPanel.js';
@@ -14,8 +14,8 @@ const ROLE_HELP: Record<Role, string> = {
 };
 
 /** Datasets a session can draw in: what the server lists per model where it does, else the two it knows. */
-function datasetsFrom(models: Array<Record<string, unknown>> | undefined): string[] {
-  const listed = (models ?? []).map((m) => m.dataset).filter((d): d is string => typeof d === 'string');
+function datasetsFrom(models: ServedModel[] | undefined): string[] {
+  const listed = (models ?? []).flatMap((m) => [m.datasets, m.dataset].flat()).filter((d): d is string => typeof d === 'string');
   return listed.length ? [...new Set(listed)] : ['iclevr', 'codraw'];
 }
 
@@ -63,8 +63,8 @@ function CreateForm({ api, navigate, datasets, report }: { api: Api; navigate: N
         Drawers may submit turns too
       </label>
       <p class="muted">
-        You join as its teller and get links to invite drawers and observers. Every session is drawn by the model the
-        server loaded (see Engine).
+        You join as its teller and get links to invite drawers and observers. The engine panel shows which models the
+        server draws with.
       </p>
       <button type="submit" disabled={busy || !title.trim() || !name.trim()}>
         {busy ? 'Creating…' : 'Create session'}
