@@ -8,7 +8,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
-import { initBackend } from '../src/backend/index.js';
 import { makeConfig } from '../src/config/index.js';
 import { startApp } from '../src/server/app.js';
 import { launchBrowser } from '../test/browser/browser.js';
@@ -36,7 +35,6 @@ async function startServer(): Promise<{ origin: string; stop(): Promise<void> }>
     const s = await startTestServer({ defaultSteps: 12 });
     return { origin: s.origin, stop: () => s.stop() };
   }
-  await initBackend('auto');
   const config = makeConfig({
     host: '127.0.0.1',
     port: 0,

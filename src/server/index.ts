@@ -11,7 +11,7 @@ import { expressMiddleware } from '@as-integrations/express5';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { WebSocketServer } from 'ws';
 import type { DocumentNode, GraphQLSchema } from 'graphql';
-import { resolveTurnDefaults, type Config, type TurnSettings } from '../config/index.js';
+import type { Config } from '../config/index.js';
 import { partLogger } from '../log/index.js';
 import {
   buildSchema,
@@ -33,6 +33,7 @@ import {
   type Db,
   type EngineHooks,
   type GenerationEngine,
+  type SessionModel,
 } from '../sessions/index.js';
 import type { RgbImage } from '../data/index.js';
 import { serveGraphqlWs } from './wsTransport.js';
@@ -44,12 +45,8 @@ export interface ServerOptions {
   config: Config;
   /** Build the generation engine around the sessions service's hooks. */
   createEngine(hooks: EngineHooks): GenerationEngine | Promise<GenerationEngine>;
-  /** Name of the loaded model (shown on sessions). */
-  modelName: string;
-  /** Side of the square canvas the model draws. */
-  canvasSize: number;
-  /** Settings of a turn that sets none (default: the configuration's, else TURN_DEFAULTS). */
-  turnDefaults?: TurnSettings;
+  /** Dataset -> the model that renders its sessions (key, name, canvas size, turn defaults). */
+  models: Partial<Record<string, SessionModel>>;
   /** The empty canvas of a dataset. */
   background(dataset: string, size: number): RgbImage;
   encodePng(image: RgbImage): Buffer;
@@ -86,9 +83,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     db,
     pubsub,
     config,
-    modelName: o.modelName,
-    canvasSize: o.canvasSize,
-    turnDefaults: o.turnDefaults ?? resolveTurnDefaults(config),
+    models: o.models,
     background: o.background,
     encodePng: o.encodePng,
   });
