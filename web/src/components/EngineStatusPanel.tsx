@@ -8,17 +8,19 @@ function ModelsTable({ models }: { models: ServedModel[] }) {
   const columns = [...new Set(models.flatMap((m) => Object.keys(m)))];
   if (!models.length || !columns.length) return <p>No models listed.</p>;
   return (
-    <table class="models">
-      <caption>Models served</caption>
-      <thead>
-        <tr>{columns.map((c) => <th scope="col" key={c}>{c.replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase()}</th>)}</tr>
-      </thead>
-      <tbody>
-        {models.map((m, i) => (
-          <tr key={i}>{columns.map((c) => <td key={c}>{cell(m[c])}</td>)}</tr>
-        ))}
-      </tbody>
-    </table>
+    <div class="table-scroll">
+      <table class="models">
+        <caption>Models served</caption>
+        <thead>
+          <tr>{columns.map((c) => <th scope="col" key={c}>{c.replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase()}</th>)}</tr>
+        </thead>
+        <tbody>
+          {models.map((m, i) => (
+            <tr key={i}>{columns.map((c) => <td key={c}>{cell(m[c])}</td>)}</tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }
 
