@@ -1,8 +1,8 @@
 /**
  * `npm run screenshots`: play a short real session in Chromium and write the web client's screenshots to
- * docs/images/. Starts the real server in this process with the shipped i-CLEVR model (models/iclevr-default,
- * 64x64; `--model DIR` for another, `--tiny` for the test harness's untrained tiny model), a temp database, and
- * two browser contexts (teller and drawer) plus a phone-width observer.
+ * docs/images/. Starts the real server in this process with the shipped models (an i-CLEVR session: the
+ * models/iclevr-default checkpoint, 64x64; `--model DIR` for another, `--tiny` for the test harness's untrained tiny
+ * model), a temp database, and two browser contexts (teller and drawer) plus a phone-width observer.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -17,7 +17,7 @@ const OUT = path.resolve('docs/images');
 const WAIT = 300_000;
 const args = process.argv.slice(2);
 const modelFlag = args.indexOf('--model');
-const modelPath = modelFlag >= 0 ? args[modelFlag + 1]! : 'models/iclevr-default';
+const modelPath = modelFlag >= 0 ? args[modelFlag + 1] : undefined;
 
 const TURNS = [
   'Add a blue cube at the center.',
@@ -35,12 +35,16 @@ async function startServer(): Promise<{ origin: string; stop(): Promise<void> }>
     const s = await startTestServer({ defaultSteps: 12 });
     return { origin: s.origin, stop: () => s.stop() };
   }
+  // Plain sampling, 30 steps: a shared 2-core machine finishes the session in a few minutes (the model's own
+  // defaults, best of 4 at 50 steps, take about 8x the work per turn).
   const config = makeConfig({
     host: '127.0.0.1',
     port: 0,
     dataDir: fs.mkdtempSync(path.join(os.tmpdir(), 'codraw-shots-')),
-    modelPath,
+    ...(modelPath ? { modelPath } : {}),
     previewEvery: 2,
+    defaultSteps: 30,
+    defaultCandidates: 1,
   });
   const app = await startApp({ config });
   return { origin: app.origin, stop: () => app.drain() };
@@ -54,6 +58,8 @@ async function finished(page: Page, not: Set<string>): Promise<string> {
     const kind = await img.getAttribute('data-kind');
     const id = await img.getAttribute('data-image-id');
     if (kind === 'canvas' && id && !not.has(id)) return id;
+    const failed = page.locator('[data-testid="turn"][data-status="FAILED"]');
+    if ((await failed.count()) > 0) throw new Error(`a turn failed: ${await failed.last().textContent()}`);
     if (Date.now() > deadline) throw new Error('timed out waiting for a turn to finish');
     await page.waitForTimeout(200);
   }

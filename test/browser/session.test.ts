@@ -176,6 +176,9 @@ describe('the web client in a browser', () => {
     await waitForImage(teller, (id) => id !== first && id !== second, 'turn 3');
     await teller.getByText('Branch from #1').waitFor();
     await drawer.getByText('Branch from #1').waitFor();
+    // Undo: back to the turn before the one shown.
+    await teller.getByRole('button', { name: 'Undo (back to turn 1)' }).click();
+    for (const page of [teller, drawer]) await waitForImage(page, (id) => id === first, 'the canvas after undo');
   });
 
   it('an observer has no instruction box and no chat input', async () => {

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { ProgressFrame, SessionEvent, SessionView, TurnView } from '../../web/src/api.js';
-import { activeTurn, applyEvent, applyFrame, currentBranch, currentCanvas, fromSnapshot, pendingReplies, queueAhead, turnTree } from '../../web/src/sessionState.js';
+import { activeTurn, applyEvent, applyFrame, currentBranch, currentCanvas, fromSnapshot, pendingReplies, queueAhead, turnTree, undoTarget } from '../../web/src/sessionState.js';
 
 const img = (id: string) => ({ id, url: `/images/${id}.png`, width: 64, height: 64 });
 const tess = { id: 'p1', name: 'Tess', role: 'TELLER' as const };
@@ -94,7 +94,10 @@ describe('web client session state', () => {
   it('skips failed turns back to the nearest succeeded ancestor, and follows HEAD_MOVED', () => {
     let s = fromSnapshot(session({ headTurn: { id: 't3' }, turns: [turn(1), turn(2), turn(3, { status: 'FAILED', resultImage: null })] }));
     expect(currentCanvas(s).image.id).toBe('i2');
+    // Undo goes back from what the canvas shows (turn 2) to the succeeded turn before it.
+    expect(undoTarget(s)?.id).toBe('t1');
     s = applyEvent(s, event({ kind: 'HEAD_MOVED', headTurnId: 't1' }));
+    expect(undoTarget(s)).toBeNull();
     expect(currentCanvas(s).image.id).toBe('i1');
     expect([...currentBranch(s)]).toEqual(['t1']);
   });

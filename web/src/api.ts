@@ -314,6 +314,25 @@ export class Api {
     }
   }
 
+  /** Whether the server has invitations (`createInvite`; found once by introspection). */
+  hasInvitations(): Promise<boolean> {
+    return (invitesSupported ??= this.request<{ __type: { fields: Array<{ name: string }> } | null }>(
+      `query MutationFields { __type(name: "Mutation") { fields { name } } }`,
+    ).then(
+      (d) => (d.__type?.fields ?? []).some((f) => f.name === 'createInvite'),
+      () => false,
+    ));
+  }
+
+  /** A join code for a role (servers with invitations; see hasInvitations). */
+  async createInvite(sessionId: string, role: Role): Promise<string> {
+    const d = await this.request<{ createInvite: { code: string } }>(
+      `mutation Invite($sessionId: ID!, $role: Role!) { createInvite(sessionId: $sessionId, role: $role) { code role } }`,
+      { sessionId, role },
+    );
+    return d.createInvite.code;
+  }
+
   /** The PNG behind an image URL (the image route wants the bearer token, so <img src> cannot fetch it itself). */
   async imageBlob(url: string): Promise<Blob> {
     const res = await fetch(`${this.origin}${url}`, { headers: this.token ? { authorization: `Bearer ${this.token}` } : {} });
@@ -323,16 +342,21 @@ export class Api {
 }
 
 let modelsSelection: Promise<string | null> | null = null;
+let invitesSupported: Promise<boolean> | null = null;
 
 // ---------------------------------------------------------------- graphql-ws
 
 export type LinkState = 'connecting' | 'live' | 'reconnecting';
 
+/** Codes after which this identity cannot read the session any more (left, or the server forgot the token). */
+export const ACCESS_LOST_CODES: ReadonlySet<string> = new Set(['FORBIDDEN', 'UNAUTHENTICATED', 'NOT_FOUND']);
+const RESUBSCRIBE_MS = 5_000;
+
 export interface LiveHandlers {
   event(e: SessionEvent): void;
   frame(f: ProgressFrame): void;
-  /** Every (re)connection: `again` is true after a dropped socket, when the caller should catch up. */
-  connected(again: boolean): void;
+  /** Events may have been missed (a new connection, the first included, or a subscription started again): fetch the snapshot. */
+  catchUp(): void;
   state(s: LinkState): void;
   /** A subscription refused or ended with an error (e.g. FORBIDDEN after leaving). */
   error(e: ApiError): void;
@@ -357,33 +381,47 @@ export function subscribeSession(token: string, sessionId: string, h: LiveHandle
       connecting: () => h.state(connectedOnce ? 'reconnecting' : 'connecting'),
       connected: () => {
         h.state('live');
-        h.connected(connectedOnce);
         connectedOnce = true;
+        h.catchUp();
       },
       closed: () => h.state(connectedOnce ? 'reconnecting' : 'connecting'),
     },
   });
-  const sink = <T,>(pick: (d: Record<string, unknown>) => T, use: (v: T) => void) => ({
-    next: (r: { data?: Record<string, unknown> | null; errors?: ReadonlyArray<{ message: string; extensions?: Record<string, unknown> }> }) => {
-      const e = r.errors?.[0];
-      if (e) h.error(new ApiError(e.message, String(e.extensions?.code ?? 'UNKNOWN'), e.extensions ?? {}));
-      else if (r.data) use(pick(r.data));
-    },
-    error: (err: unknown) => {
-      const e = Array.isArray(err) ? (err[0] as { message?: string; extensions?: Record<string, unknown> } | undefined) : undefined;
-      if (e?.message) h.error(new ApiError(e.message, String(e.extensions?.code ?? 'UNKNOWN'), e.extensions ?? {}));
-    },
-    complete: () => undefined,
-  });
-  const stopEvents = client.subscribe(
-    { query: EVENTS_SUBSCRIPTION, variables: { sessionId } },
-    sink((d) => d.sessionEvents as SessionEvent, h.event),
-  );
-  const stopProgress = client.subscribe(
-    { query: PROGRESS_SUBSCRIPTION, variables: { sessionId } },
-    sink((d) => d.turnProgress as ProgressFrame, h.frame),
-  );
+  let stopped = false;
+  /** Follow one subscription; one that the server ends with an error (e.g. RATE_LIMITED) is started again. */
+  const follow = <T,>(query: string, pick: (d: Record<string, unknown>) => T, use: (v: T) => void): (() => void) => {
+    let unsubscribe = (): void => undefined;
+    const start = (): void => {
+      unsubscribe = client.subscribe<Record<string, unknown>>(
+        { query, variables: { sessionId } },
+        {
+          next: (r) => {
+            const e = r.errors?.[0];
+            if (e) h.error(new ApiError(e.message, String(e.extensions?.code ?? 'UNKNOWN'), e.extensions ?? {}));
+            else if (r.data) use(pick(r.data));
+          },
+          error: (err: unknown) => {
+            const first = Array.isArray(err) ? (err[0] as { message?: string; extensions?: Record<string, unknown> } | undefined) : undefined;
+            const e = first?.message ? new ApiError(first.message, String(first.extensions?.code ?? 'UNKNOWN'), first.extensions ?? {}) : null;
+            if (e) h.error(e);
+            if (stopped || (e && ACCESS_LOST_CODES.has(e.code))) return;
+            setTimeout(() => {
+              if (stopped) return;
+              start();
+              h.catchUp();
+            }, RESUBSCRIBE_MS);
+          },
+          complete: () => undefined,
+        },
+      );
+    };
+    start();
+    return () => unsubscribe();
+  };
+  const stopEvents = follow(EVENTS_SUBSCRIPTION, (d) => d.sessionEvents as SessionEvent, h.event);
+  const stopProgress = follow(PROGRESS_SUBSCRIPTION, (d) => d.turnProgress as ProgressFrame, h.frame);
   return () => {
+    stopped = true;
     stopEvents();
     stopProgress();
     void client.dispose();

@@ -113,6 +113,19 @@ export function currentCanvas(state: LiveSession): { image: ImageRef; turn: Turn
   return { image: state.session.background, turn: null };
 }
 
+/** Undo: the succeeded turn before the one the canvas shows (null: nothing to go back to but the background). */
+export function undoTarget(state: LiveSession): TurnView | null {
+  const shown = currentCanvas(state).turn;
+  const seen = new Set<string>();
+  let t = turnById(state, shown?.parent?.id);
+  while (t && !seen.has(t.id)) {
+    seen.add(t.id);
+    if (t.status === 'SUCCEEDED') return t;
+    t = turnById(state, t.parent?.id);
+  }
+  return null;
+}
+
 /** The turn the canvas panel follows: the running one, else the next queued. */
 export function activeTurn(state: LiveSession): TurnView | undefined {
   const active = state.session.turns.filter((t) => !isFinished(t));

@@ -5,7 +5,7 @@
 import { useState } from 'preact/hooks';
 import type { Api, ProgressFrame, TurnView } from '../api.js';
 import { scaledPng, useImageUrl } from '../images.js';
-import { activeTurn, currentCanvas, queueAhead, type LiveSession } from '../sessionState.js';
+import { activeTurn, currentCanvas, queueAhead, undoTarget, type LiveSession } from '../sessionState.js';
 
 const DOWNLOAD_SCALE = 8;
 
@@ -29,12 +29,13 @@ function Progress({ turn, frame, ahead }: { turn: TurnView; frame: ProgressFrame
   );
 }
 
-export function CanvasPanel(props: { live: LiveSession; api: Api; canCancel(t: TurnView): boolean; cancel(t: TurnView): void }) {
+export function CanvasPanel(props: { live: LiveSession; api: Api; canCancel(t: TurnView): boolean; cancel(t: TurnView): void; canRevert: boolean; revert(t: TurnView): void }) {
   const { live, api } = props;
   const canvas = currentCanvas(live);
   const loaded = useImageUrl(api, canvas.image);
   const canvasUrl = loaded?.url ?? null;
   const active = activeTurn(live);
+  const undo = undoTarget(live);
   const frame = active ? live.previews[active.id] : undefined;
   const preview = frame?.preview ?? null;
   const [saving, setSaving] = useState(false);
@@ -82,6 +83,11 @@ export function CanvasPanel(props: { live: LiveSession; api: Api; canCancel(t: T
         {active && props.canCancel(active) && (
           <button type="button" class="danger" onClick={() => props.cancel(active)}>
             Cancel turn {active.index}
+          </button>
+        )}
+        {props.canRevert && undo && (
+          <button type="button" class="secondary" onClick={() => props.revert(undo)}>
+            Undo (back to turn {undo.index})
           </button>
         )}
         {canvasUrl && (

@@ -3,7 +3,7 @@
  * move it forward; after a dropped socket the client reconnects by itself and fetches the snapshot again.
  */
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import { Api, ApiError, subscribeSession, type LinkState, type Role, type TurnView } from '../api.js';
+import { ACCESS_LOST_CODES, Api, ApiError, subscribeSession, type LinkState, type Role, type TurnView } from '../api.js';
 import { forgetIdentity, loadIdentity, type Identity } from '../identity.js';
 import type { Navigate } from '../main.js';
 import { applyEvent, applyFrame, fromSnapshot, pendingReplies, type LiveSession } from '../sessionState.js';
@@ -16,8 +16,9 @@ import { PeoplePanel } from './PeoplePanel.js';
 import { TurnHistory } from './TurnHistory.js';
 import { useEngineStatus } from './useEngineStatus.js';
 
-/** Codes after which this identity cannot read the session any more. */
-const LOST_ACCESS = new Set(['FORBIDDEN', 'UNAUTHENTICATED', 'NOT_FOUND']);
+
+/** Roles a teller hands out join links for. */
+const INVITABLE: Role[] = ['DRAWER', 'OBSERVER', 'TELLER'];
 
 const LINK_TEXT: Record<LinkState, string> = {
   connecting: 'Connecting…',
@@ -49,7 +50,7 @@ function LiveSessionView({ identity, navigate }: { identity: Identity; navigate:
         (view) => !stopped && setLive((prev) => fromSnapshot(view, prev ?? undefined)),
         (err: unknown) => {
           if (stopped) return;
-          if (err instanceof ApiError && LOST_ACCESS.has(err.code)) setLost(err.message);
+          if (err instanceof ApiError && ACCESS_LOST_CODES.has(err.code)) setLost(err.message);
           else report(err, 'loading the session');
         },
       );
@@ -60,13 +61,11 @@ function LiveSessionView({ identity, navigate }: { identity: Identity; navigate:
         if (e.turn) engine.refresh();
       },
       frame: (f) => setLive((prev) => (prev ? applyFrame(prev, f) : prev)),
-      // Catch up on whatever happened while the socket was down.
-      connected: (again) => {
-        if (again) void load();
-      },
+      // Whatever happened before the subscriptions were live, or while the socket was down, is in the snapshot.
+      catchUp: () => void load(),
       state: setLink,
       error: (err) => {
-        if (LOST_ACCESS.has(err.code)) setLost(err.message);
+        if (ACCESS_LOST_CODES.has(err.code)) setLost(err.message);
         else report(err, 'following the session');
       },
     });
@@ -75,6 +74,27 @@ function LiveSessionView({ identity, navigate }: { identity: Identity; navigate:
       stop();
     };
   }, [api, sessionId]);
+
+  // Join links per role. Where the server has invitations, a link needs a code, which tellers make.
+  const [withInvites, setWithInvites] = useState<boolean | null>(null);
+  const [invites, setInvites] = useState<Partial<Record<Role, string>>>({});
+  const myRole = live?.session.me.role;
+  useEffect(() => {
+    void api.hasInvitations().then(setWithInvites);
+  }, [api]);
+  useEffect(() => {
+    if (!withInvites || myRole !== 'TELLER') return;
+    let stopped = false;
+    for (const r of INVITABLE) {
+      api.createInvite(sessionId, r).then(
+        (code) => !stopped && setInvites((all) => ({ ...all, [r]: code })),
+        (err: unknown) => !stopped && report(err, `making a ${r.toLowerCase()} invitation`),
+      );
+    }
+    return () => {
+      stopped = true;
+    };
+  }, [withInvites, myRole, api]);
 
   const title = live?.session.title;
   useEffect(() => {
@@ -130,7 +150,8 @@ function LiveSessionView({ identity, navigate }: { identity: Identity; navigate:
   const role: Role = me.role;
   const canSubmit = role === 'TELLER' || (role === 'DRAWER' && session.allowDrawerTurns);
   const canCancel = (t: TurnView) => role === 'TELLER' || (role === 'DRAWER' && t.author.id === me.id);
-  const shareRoles: Role[] = role === 'TELLER' ? ['DRAWER', 'OBSERVER', 'TELLER'] : role === 'DRAWER' ? ['OBSERVER'] : [];
+  const plainShareRoles: Role[] = role === 'TELLER' ? INVITABLE : role === 'DRAWER' ? ['OBSERVER'] : [];
+  const shareRoles = withInvites === null ? [] : withInvites ? plainShareRoles.filter((r) => invites[r]) : plainShareRoles;
   const cancel = (t: TurnView) => void act(`cancelling turn ${t.index}`, () => api.cancelTurn(t.id));
   const revert = (t: TurnView) =>
     void act(`reverting to turn ${t.index}`, async () => {
@@ -170,7 +191,7 @@ function LiveSessionView({ identity, navigate }: { identity: Identity; navigate:
       </header>
       <main class="session-grid">
         <div class="stage">
-          <CanvasPanel live={live} api={api} canCancel={canCancel} cancel={cancel} />
+          <CanvasPanel live={live} api={api} canCancel={canCancel} cancel={cancel} canRevert={role === 'TELLER'} revert={revert} />
           {canSubmit ? (
             <Composer
               replies={pendingReplies(live)}
@@ -188,7 +209,7 @@ function LiveSessionView({ identity, navigate }: { identity: Identity; navigate:
           )}
         </div>
         <div class="side">
-          <PeoplePanel participants={session.participants} meId={me.id} sessionId={sessionId} shareRoles={shareRoles} />
+          <PeoplePanel participants={session.participants} meId={me.id} sessionId={sessionId} shareRoles={shareRoles} invites={invites} />
           <ChatPanel
             messages={session.messages}
             turns={session.turns}

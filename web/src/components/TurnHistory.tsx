@@ -13,6 +13,7 @@ interface Strip {
 
 function strips(roots: TurnNode[]): Strip[] {
   const out: Strip[] = [];
+  const queue: Array<() => void> = [];
   const walk = (start: TurnNode, from: TurnView | null) => {
     const strip: Strip = { from, turns: [] };
     out.push(strip);
@@ -26,7 +27,7 @@ function strips(roots: TurnNode[]): Strip[] {
       n = first;
     }
   };
-  const queue: Array<() => void> = roots.map((r) => () => walk(r, null));
+  queue.push(...roots.map((r) => () => walk(r, null)));
   while (queue.length) queue.shift()!();
   return out;
 }
