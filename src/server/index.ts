@@ -40,6 +40,7 @@ import type { RgbImage } from '../data/index.js';
 import type { BatchInfo } from '../engine/index.js';
 import { ServerMetrics } from './metrics.js';
 import { serveGraphqlWs } from './wsTransport.js';
+import { serveWebClient } from './webClient.js';
 
 const log = partLogger('server');
 
@@ -105,6 +106,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
   app.disable('x-powered-by');
   // Bearer tokens, not cookies, carry identity: any origin may call the API (and read ETags for its cache).
   app.use(cors({ exposedHeaders: ['ETag'] }));
+  serveWebClient(app); // the web client at / (dist/web)
   const httpServer = http.createServer(app);
 
   // ---- subscriptions: graphql-ws on the same server and path

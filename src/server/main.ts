@@ -9,7 +9,7 @@ import { startApp } from './app.js';
 async function main(): Promise<void> {
   const config = loadConfig();
   const server = await startApp({ config });
-  logger.info({ graphql: server.url, subscriptions: server.wsUrl, engine: server.engine.status() }, 'server ready');
+  logger.info({ web: `${server.origin}/`, graphql: server.url, subscriptions: server.wsUrl, engine: server.engine.status() }, `server ready: open ${server.origin}/ in a browser`);
 
   let stopping = false;
   const stop = (signal: string): void => {
