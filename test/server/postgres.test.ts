@@ -2,7 +2,7 @@
  * The PostgreSQL path (pg driver adapter, prisma/postgres migrations, the client generated from
  * prisma/postgres/schema.prisma). Runs only when TEST_POSTGRES_URL names an empty database, e.g.
  *   TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:55432/codraw_test npx vitest run test/server/postgres.test.ts
- * (not part of CI: the default database is the embedded SQLite one).
+ * (.ci/run starts a PostgreSQL server and sets it).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSession, join, startTestServer, submit, waitTurn, type TestServer } from './harness.js';
