@@ -9,6 +9,8 @@
  * Options: --sessions 1,4,8  --subscribers 20  --turns 2 (per session)  --steps 50|default (default: send none, the
  *          model's recommended settings)  --preview-every 2  --batching on|off|both
  *          --model DIR (default: the tiny preset saved to a temp folder)  --backend auto|native-cpu|cpu|tensorflow
+ *          --cluster: also the largest load on 2 API servers + 2 generation workers (own redis-server, a fresh
+ *          database on TEST_POSTGRES_URL's server): preview delivery through Redis, lost / duplicated turns
  * Targets on the 2-core machine: 8 sessions finish >= 2x faster with batching; preview p95 < 50 ms at 20 subscribers.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -18,6 +20,7 @@ import WebSocket from 'ws';
 import { createClient, type Client } from 'graphql-ws';
 import { initBackend } from '../../src/backend/index.js';
 import { tempDir, tinyCheckpoint } from '../server/harness.js';
+import { freshDatabase, startApiServer, startGenerationWorker, startRedis, type ClusterProcess } from '../utils/cluster.js';
 
 interface Args {
   sessions: number[];
@@ -31,12 +34,14 @@ interface Args {
   batching: boolean[];
   /** Send no `steps` (the model's recommended defaults) instead of --steps. */
   defaultSettings: boolean;
+  /** Also run the load on a cluster: 2 API servers and 2 workers, Redis and PostgreSQL (TEST_POSTGRES_URL). */
+  cluster: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
   const a: Args = {
     sessions: [1, 4, 8], subscribers: 20, turns: 2, steps: 50, previewEvery: 2, model: null, backend: process.env.TENSOR_BACKEND ?? 'auto',
-    batching: [true, false], defaultSettings: false,
+    batching: [true, false], defaultSettings: false, cluster: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split('=', 2) as [string, string | undefined];
@@ -52,6 +57,7 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--preview-every') a.previewEvery = Number(v());
     else if (flag === '--model') a.model = v();
     else if (flag === '--backend') a.backend = v();
+    else if (flag === '--cluster') a.cluster = true;
     else throw new Error(`unknown option ${flag}`);
   }
   return a;
@@ -198,27 +204,38 @@ interface RunResult {
   previewDeliveryP95Ms: number;
   framesDelivered: number;
   turnsPerMinute: number;
+  /** Submitted turns whose final frame never came, and final frames beyond one per turn (cluster faults). */
+  lostTurns: number;
+  duplicatedFinals: number;
   /** While the turns ran. */
   busy: Responsiveness;
 }
 
-async function run(server: Server, batching: boolean, n: number, args: Args): Promise<RunResult> {
+/**
+ * N sessions' turns at once. With several servers (cluster mode), session i is created and driven through server
+ * i mod S, and its subscribers are spread over all servers, so frames cross Redis to reach them.
+ */
+async function run(servers: Server[], batching: boolean, n: number, args: Args): Promise<RunResult> {
+  const server = servers[0]!;
+  const at = (i: number): Server => servers[i % servers.length]!;
+  const finalsPerTurn = new Map<string, number>();
   const clients: Client[] = [];
   const delivery: number[] = [];
   const firstPreview = new Map<string, number>();
   const finalAt = new Map<string, number>();
   const submittedAt = new Map<string, number>();
   let framesDelivered = 0;
+  let lastFrameAt = Date.now();
   const finals = { count: 0, wake: (): void => undefined };
 
   const sessions = await Promise.all(
     Array.from({ length: n }, async (_, i) => {
       const c = await gql<{ createSession: { token: string; session: { id: string } } }>(
-        server.url,
+        at(i).url,
         `mutation($i: CreateSessionInput!) { createSession(input: $i) { token session { id } } }`,
         { i: { title: `bench ${i}`, name: `teller ${i}` } },
       );
-      return { id: c.createSession.session.id, teller: c.createSession.token };
+      return { index: i, id: c.createSession.session.id, teller: c.createSession.token };
     }),
   );
 
@@ -228,7 +245,7 @@ async function run(server: Server, batching: boolean, n: number, args: Args): Pr
       const tokens = [s.teller];
       for (let k = 1; k < args.subscribers; k++) {
         const j = await gql<{ joinSession: { token: string } }>(
-          server.url,
+          at(s.index).url,
           `mutation($i: JoinSessionInput!) { joinSession(input: $i) { token } }`,
           { i: { sessionId: s.id, name: `watcher ${k}`, role: 'OBSERVER' } },
         );
@@ -238,7 +255,7 @@ async function run(server: Server, batching: boolean, n: number, args: Args): Pr
       await new Promise<void>((allLive) => {
         tokens.forEach((token, k) => {
           const client = createClient({
-            url: server.wsUrl,
+            url: at(s.index + k).wsUrl,
             webSocketImpl: WebSocket,
             connectionParams: { authorization: `Bearer ${token}` },
             retryAttempts: 0,
@@ -251,7 +268,9 @@ async function run(server: Server, batching: boolean, n: number, args: Args): Pr
                 const now = Date.now();
                 const f = data!.turnProgress;
                 framesDelivered++;
+                lastFrameAt = now;
                 if (!f.final) delivery.push(now - Date.parse(f.at));
+                if (f.final && k === 0) finalsPerTurn.set(f.turnId, (finalsPerTurn.get(f.turnId) ?? 0) + 1);
                 if (k !== 0) return;
                 if (!f.final && !firstPreview.has(f.turnId)) firstPreview.set(f.turnId, now);
                 if (f.final) {
@@ -267,7 +286,7 @@ async function run(server: Server, batching: boolean, n: number, args: Args): Pr
           // Live once the server has the subscription: the participant's online flag flips.
           void (async () => {
             for (;;) {
-              const q = await gql<{ session: { me: { online: boolean } } }>(server.url, `query($s: ID!) { session(id: $s) { me { online } } }`, { s: s.id }, token);
+              const q = await gql<{ session: { me: { online: boolean } } }>(at(s.index + k).url, `query($s: ID!) { session(id: $s) { me { online } } }`, { s: s.id }, token);
               if (q.session.me.online) break;
               await new Promise((r) => setTimeout(r, 20));
             }
@@ -283,29 +302,41 @@ async function run(server: Server, batching: boolean, n: number, args: Args): Pr
   await Promise.all(
     sessions.map(async (s) => {
       for (let k = 0; k < args.turns; k++) {
-        const at = Date.now();
+        const sentAt = Date.now();
         const d = await gql<{ submitTurn: { id: string } }>(
-          server.url,
+          at(s.index).url,
           `mutation($i: SubmitTurnInput!) { submitTurn(input: $i) { id } }`,
           { i: { sessionId: s.id, instruction: `add a red cube number ${k}`, ...(args.defaultSettings ? {} : { steps: args.steps }), seed: k + 1 } },
           s.teller,
         );
-        submittedAt.set(d.submitTurn.id, at);
+        submittedAt.set(d.submitTurn.id, sentAt);
       }
     }),
   );
   const total = n * args.turns;
+  // Every submitted turn's final frame, or 3 minutes without a new frame (then the missing ones count as lost).
   await new Promise<void>((resolve) => {
+    const stall = setInterval(() => {
+      if (Date.now() - lastFrameAt > 180_000) {
+        clearInterval(stall);
+        resolve();
+      }
+    }, 1000);
     finals.wake = () => {
-      if (finals.count >= total) resolve();
+      if (submittedAt.size === total && [...submittedAt.keys()].every((id) => finalAt.has(id))) {
+        clearInterval(stall);
+        resolve();
+      }
     };
     finals.wake();
   });
   loadDone = true;
   const responsiveness = await busy;
   const wallMs = Math.max(...finalAt.values()) - t0;
+  const lostTurns = [...submittedAt.keys()].filter((id) => !finalAt.has(id)).length;
+  const duplicatedFinals = [...finalsPerTurn.values()].reduce((d, c) => d + Math.max(0, c - 1), 0);
   await Promise.all(clients.map((c) => c.dispose()));
-  const latency = [...submittedAt].map(([id, at]) => finalAt.get(id)! - at);
+  const latency = [...submittedAt].filter(([id]) => finalAt.has(id)).map(([id, at]) => finalAt.get(id)! - at);
   const first = [...submittedAt].filter(([id]) => firstPreview.has(id)).map(([id, at]) => firstPreview.get(id)! - at);
   return {
     batching,
@@ -321,6 +352,8 @@ async function run(server: Server, batching: boolean, n: number, args: Args): Pr
     previewDeliveryP95Ms: r1(pct(delivery, 95)),
     framesDelivered,
     turnsPerMinute: r1((total / wallMs) * 60_000),
+    lostTurns,
+    duplicatedFinals,
     busy: responsiveness,
   };
 }
@@ -336,17 +369,17 @@ async function main(): Promise<void> {
     try {
       const health = (await (await fetch(server.url.replace('/graphql', '/healthz'))).json()) as { engine: Record<string, unknown> };
       console.log(`server: batching ${batching ? 'on' : 'off'}, engine ${JSON.stringify(health.engine)}`);
-      await run(server, batching, 1, { ...args, subscribers: 1, turns: 1 }); // warm-up (kernels, caches)
+      await run([server], batching, 1, { ...args, subscribers: 1, turns: 1 }); // warm-up (kernels, caches)
       if (!idle) {
         const until = Date.now() + 3000;
         idle = await probe(server, () => Date.now() > until);
         console.log(`idle: /healthz p50 ${idle.healthzP50Ms} p99 ${idle.healthzP99Ms} ms; query p50 ${idle.queryP50Ms} p99 ${idle.queryP99Ms} ms (${idle.probes} probes)`);
       }
       for (const n of args.sessions) {
-        const r = await run(server, batching, n, args);
+        const r = await run([server], batching, n, args);
         results.push(r);
         console.log(
-          `batching ${batching ? 'on ' : 'off'} sessions ${String(n).padStart(2)} x ${args.subscribers} subscribers: ` +
+          `single process, batching ${batching ? 'on ' : 'off'} sessions ${String(n).padStart(2)} x ${args.subscribers} subscribers: ` +
             `${r.turns} turns in ${r.wallMs} ms (${r.turnsPerMinute} turns/min); latency p50 ${r.turnLatencyP50Ms} p95 ${r.turnLatencyP95Ms} ms; ` +
             `first preview p50 ${r.firstPreviewP50Ms} ms; preview delivery p50 ${r.previewDeliveryP50Ms} p95 ${r.previewDeliveryP95Ms} ms (${r.framesDelivered} frames); ` +
             `while busy /healthz p50 ${r.busy.healthzP50Ms} p99 ${r.busy.healthzP99Ms} ms, query p50 ${r.busy.queryP50Ms} p99 ${r.busy.queryP99Ms} ms (${r.busy.probes} probes)`,
@@ -357,6 +390,7 @@ async function main(): Promise<void> {
     }
   }
   const maxN = Math.max(...args.sessions);
+  const cluster = args.cluster ? await runCluster(model, maxN, args) : null;
   const on = results.find((r) => r.batching && r.sessions === maxN);
   const off = results.find((r) => !r.batching && r.sessions === maxN);
   const speedup = on && off ? r1(off.wallMs / on.wallMs) : null;
@@ -378,6 +412,7 @@ async function main(): Promise<void> {
       subscribersPerSession: args.subscribers,
       idle,
       results,
+      cluster,
       batchingSpeedup: speedup,
       worstPreviewDeliveryP95Ms: deliveryP95,
       targets: {
@@ -385,9 +420,47 @@ async function main(): Promise<void> {
         previewDeliveryP95Under50ms: deliveryP95 < 50,
         busyHealthzP99AtMost25ms: loaded.busy.healthzP99Ms <= 25,
         busyQueryP99AtMost50ms: loaded.busy.queryP99Ms <= 50,
+        ...(cluster
+          ? {
+              clusterPreviewDeliveryP95WithinInProcessPlus15ms: cluster.previewDeliveryP95Ms <= loaded.previewDeliveryP95Ms + 15,
+              clusterNoLostOrDuplicatedTurns: cluster.lostTurns === 0 && cluster.duplicatedFinals === 0,
+            }
+          : {}),
       },
     }),
   );
+}
+
+/** The same load on 2 API servers and 2 generation workers over the bench's own Redis and a fresh database. */
+async function runCluster(model: string, n: number, args: Args): Promise<RunResult> {
+  if (!process.env.TEST_POSTGRES_URL) throw new Error('--cluster needs TEST_POSTGRES_URL (a PostgreSQL server to make a database on)');
+  const redis = await startRedis();
+  const db = await freshDatabase();
+  const env = {
+    LOG_LEVEL: 'warn', DATABASE_URL: db.url, REDIS_URL: redis.url, MODEL_PATH: model, TENSOR_BACKEND: args.backend, MAX_BATCH_SIZE: '8',
+    PREVIEW_EVERY: String(args.previewEvery), MAX_OPERATIONS_PER_MINUTE: '1000000', MAX_QUEUED_TURNS_PER_SESSION: String(Math.max(8, args.turns)),
+    // Two workers on this machine: one oneDNN thread each.
+    OMP_NUM_THREADS: '1',
+  };
+  const procs: ClusterProcess[] = [];
+  try {
+    procs.push(await startApiServer('api-1', { ...env, LOG_LEVEL: 'info' }));
+    procs.push(...(await Promise.all([startApiServer('api-2', { ...env, LOG_LEVEL: 'info' }), startGenerationWorker('worker-1', { ...env, LOG_LEVEL: 'info' }), startGenerationWorker('worker-2', { ...env, LOG_LEVEL: 'info' })])));
+    const servers: Server[] = procs.filter((p) => p.url).map((p) => ({ url: p.url!, wsUrl: p.wsUrl!, child: null as never, stop: async () => undefined }));
+    await run(servers, true, 1, { ...args, subscribers: 1, turns: 1 }); // warm-up
+    const r = await run(servers, true, n, args);
+    console.log(
+      `cluster (2 API servers, 2 workers) sessions ${n} x ${args.subscribers} subscribers: ${r.turns} turns in ${r.wallMs} ms (${r.turnsPerMinute} turns/min); ` +
+        `latency p50 ${r.turnLatencyP50Ms} p95 ${r.turnLatencyP95Ms} ms; preview delivery p50 ${r.previewDeliveryP50Ms} p95 ${r.previewDeliveryP95Ms} ms; ` +
+        `lost ${r.lostTurns}, duplicated finals ${r.duplicatedFinals}`,
+    );
+    return r;
+  } finally {
+    for (const p of procs) p.kill('SIGKILL');
+    await Promise.all(procs.map((p) => p.exited));
+    await redis.stop();
+    await db.drop();
+  }
 }
 
 main().catch((err: unknown) => {
