@@ -326,12 +326,19 @@ export class Engine implements GenerationEngine {
         continue;
       }
       try {
-        const referenceLatent = inp.referenceLatent ?? this.latents.get(inp.reference);
-        rec.state = sampler.prepare({
+        const request = {
           text: inp.text, reference: inp.reference, steps: inp.steps, guidanceScale: inp.guidanceScale,
           icmGuidanceScale: inp.icmGuidanceScale, seed: inp.seed, ...(inp.candidates ? { candidates: inp.candidates } : {}),
-          ...(referenceLatent ? { referenceLatent } : {}),
-        });
+        };
+        const referenceLatent = inp.referenceLatent ?? this.latents.get(inp.reference);
+        try {
+          rec.state = sampler.prepare({ ...request, ...(referenceLatent ? { referenceLatent } : {}) });
+        } catch (err) {
+          // A handed-in latent that does not fit this model (a stale shared cache): encode the reference instead.
+          if (!referenceLatent) throw err;
+          log.warn({ err, turnId: rec.turnId }, 'reference latent refused; encoding the reference');
+          rec.state = sampler.prepare(request);
+        }
       } catch (err) {
         this.end(rec, 'failed', toError(err));
         continue;
@@ -447,10 +454,12 @@ export class Engine implements GenerationEngine {
   private complete(rec: TurnSlot): void {
     rec.channel!.close();
     let image: RgbImage;
+    let latent: Float32Array;
     try {
       image = rec.state!.result();
       // The next turn's reference is this image (as the PNG stores it: the same 8-bit pixels).
-      this.latents.set(image, rec.state!.latent());
+      latent = rec.state!.latent();
+      this.latents.set(image, latent);
     } catch (err) {
       rec.state!.dispose();
       return this.end(rec, 'failed', toError(err));
@@ -464,7 +473,7 @@ export class Engine implements GenerationEngine {
     };
     rec.phase = 'ending';
     const p = encodePngAsync(image).then(
-      (png) => call(() => this.o.hooks.finished(rec.turnId, png, timings)).catch((err: unknown) => log.error({ err, turnId: rec.turnId }, 'hooks.finished failed')),
+      (png) => call(() => this.o.hooks.finished(rec.turnId, png, timings, latent)).catch((err: unknown) => log.error({ err, turnId: rec.turnId }, 'hooks.finished failed')),
       (err: unknown) => call(() => this.o.hooks.failed(rec.turnId, toError(err))).catch((e: unknown) => log.error({ err: e, turnId: rec.turnId }, 'hooks.failed failed')),
     );
     this.settle(rec, p);

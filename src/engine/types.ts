@@ -38,7 +38,11 @@ export interface EngineHooks {
   /** Marks the turn RUNNING and returns its inputs; null if the turn is gone (deleted, cancelled meanwhile). */
   start(turnId: string): Promise<TurnInputs | null>;
   progress(p: TurnProgress): void;
-  finished(turnId: string, png: Buffer, timings: TurnTimings): Promise<void>;
+  /**
+   * The result. `latent` is the result in the model's codec space: a caller that keeps it (keyed by the PNG) can
+   * hand it back as the next turn's `referenceLatent`, sparing a lossy re-encoding wherever that turn runs.
+   */
+  finished(turnId: string, png: Buffer, timings: TurnTimings, latent?: Float32Array): Promise<void>;
   failed(turnId: string, error: Error): Promise<void>;
   cancelled(turnId: string): Promise<void>;
 }

@@ -94,8 +94,8 @@ export class ServerMetrics {
         }
         hooks.progress(p);
       },
-      finished: async (turnId, png, timings) => {
-        await hooks.finished(turnId, png, timings);
+      finished: async (turnId, png, timings, latent) => {
+        await hooks.finished(turnId, png, timings, latent);
         const ms = since(turnId);
         if (ms !== null) this.turnLatency.observe(ms);
         end(turnId, 'succeeded');

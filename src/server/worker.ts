@@ -8,7 +8,7 @@ import { ConfigError, isScaleOut, type Config } from '../config/index.js';
 import { encodePng } from '../data/index.js';
 import { GenerationWorker, createThreadedEngine } from '../engine/index.js';
 import { partLogger } from '../log/index.js';
-import { RedisPubSub, SessionsService, openDatabase } from '../sessions/index.js';
+import { RedisLatentStore, RedisPubSub, SessionsService, openDatabase } from '../sessions/index.js';
 import { datasetBackground, engineSettings, sessionModels } from './app.js';
 
 const log = partLogger('server');
@@ -25,7 +25,8 @@ export async function startWorker(config: Config): Promise<RunningWorker> {
   const db = await openDatabase(config);
   const pubsub = new RedisPubSub(config.redisUrl);
   await pubsub.ready();
-  const service = new SessionsService({ db, pubsub, config, models, background: datasetBackground, encodePng });
+  const latents = new RedisLatentStore(config.redisUrl);
+  const service = new SessionsService({ db, pubsub, config, models, background: datasetBackground, encodePng, latents });
   const worker = new GenerationWorker({
     redisUrl: config.redisUrl,
     concurrency: config.workerConcurrency ?? config.maxBatchSize,
@@ -52,6 +53,7 @@ export async function startWorker(config: Config): Promise<RunningWorker> {
         let suspended = 0;
         await worker.drain(async () => (suspended = await service.suspendRunning()));
         pubsub.close();
+        latents.close();
         await db.$disconnect();
         log.info({ suspended }, 'worker drained');
       })()),

@@ -13,6 +13,7 @@ import type { Db } from './db.js';
 import type { EngineHooks, EngineStatusInfo, GenerationEngine, ModelStatusInfo, TurnInputs, TurnProgressReport } from './engineContract.js';
 import { DomainError } from './errors.js';
 import type { PubSub, Subscription } from './events.js';
+import type { LatentStore } from './latentStore.js';
 import type {
   DrawingSession,
   GeneratedImage,
@@ -132,6 +133,8 @@ export interface SessionsServiceOptions {
   /** The empty canvas of a dataset. */
   background(dataset: string, size: number): RgbImage;
   encodePng(image: RgbImage): Buffer;
+  /** Results' latents shared across generation workers (scale-out); none: each engine keeps its own. */
+  latents?: LatentStore;
 }
 
 export const sessionTopic = (sessionId: string): string => `session:${sessionId}`;
@@ -195,6 +198,8 @@ export class SessionsService implements EngineHooks {
   private readonly connections = new Map<string, number>();
   /** Live subscriptions per participant. */
   private readonly live = new Map<string, Set<Subscription<unknown>>>();
+  /** Model key of each turn this process started (where its result's latent is filed). */
+  private readonly turnModels = new Map<string, string>();
   /** Turns this process marked RUNNING (put back to QUEUED on drain). */
   private readonly running = new Set<string>();
   private accepting = true;
@@ -544,8 +549,8 @@ export class SessionsService implements EngineHooks {
           where: { id: turnId },
           data: { status: 'RUNNING', startedAt, referenceImageId: refId, error: null },
         });
-        const ref = await tx.generatedImage.findUniqueOrThrow({ where: { id: refId }, select: { png: true } });
-        return { turn, png: Buffer.from(ref.png), dataset: s.dataset };
+        const ref = await tx.generatedImage.findUniqueOrThrow({ where: { id: refId }, select: { png: true, sha256: true } });
+        return { turn, png: Buffer.from(ref.png), refSha256: ref.sha256, dataset: s.dataset };
       }),
     );
     if (!r) return null;
@@ -554,11 +559,15 @@ export class SessionsService implements EngineHooks {
     if (!this.sequences.has(turnId)) this.sequences.set(turnId, 0);
     this.emit({ kind: 'TURN_STARTED', sessionId: r.turn.sessionId, turn: r.turn });
     const t = r.turn;
+    const model = this.modelFor(r.dataset);
+    this.turnModels.set(turnId, model.key);
+    const referenceLatent = (await this.opts.latents?.get(model.key, r.refSha256)) ?? null;
     return {
+      ...(referenceLatent ? { referenceLatent } : {}),
       turnId,
       sessionId: t.sessionId,
       text: t.text,
-      reference: await decodePng(r.png, this.modelFor(r.dataset).canvasSize),
+      reference: await decodePng(r.png, model.canvasSize),
       steps: t.steps,
       guidanceScale: t.guidanceScale,
       icmGuidanceScale: t.icmGuidanceScale,
@@ -587,7 +596,11 @@ export class SessionsService implements EngineHooks {
     if (frame.preview) this.pubsub.retain(previewKey(p.turnId), frame, RETAIN_PREVIEW_MS);
   }
 
-  async finished(turnId: string, png: Buffer, timings: { queuedMs: number; runMs: number }): Promise<void> {
+  async finished(turnId: string, png: Buffer, timings: { queuedMs: number; runMs: number }, latent?: Float32Array): Promise<void> {
+    const modelKey = this.turnModels.get(turnId);
+    this.turnModels.delete(turnId);
+    // Before the result is visible: a next turn that starts at once finds its reference's latent.
+    if (latent && modelKey && this.opts.latents) await this.opts.latents.set(modelKey, sha256(png), latent);
     const { width, height } = pngSize(png);
     const r = await this.writes.run(() =>
       this.db.$transaction(async (tx) => {

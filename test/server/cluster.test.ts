@@ -185,6 +185,10 @@ describe.skipIf(!clusterAvailable())('scale-out: 2 API servers, 2 workers, Redis
       expect(firstOfSecond).toBeGreaterThan(lastOfFirst);
     }
     expect(await statuses()).toEqual({ SUCCEEDED: 16 });
+    // Every result's latent is in the shared store, for the session's next turn on whichever worker.
+    const r = new Redis(redis.url);
+    expect(await r.keys('codraw:latent:*')).toHaveLength(16);
+    r.disconnect();
     // Both workers took turns (each logged some), and the API servers see them.
     const status = await gqlAt<{ engineStatus: { device: string } }>(apis[0]!.url!, `{ engineStatus { device } }`);
     expect(status.engineStatus.device).toMatch(/^2 workers/);

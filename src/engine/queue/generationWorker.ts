@@ -66,9 +66,9 @@ export class GenerationWorker {
         return inputs;
       },
       progress: (p) => hooks.progress(p),
-      finished: async (turnId, png, timings) => {
+      finished: async (turnId, png, timings, latent) => {
         try {
-          await hooks.finished(turnId, png, timings);
+          await hooks.finished(turnId, png, timings, latent);
         } finally {
           settle(turnId, 'ended');
         }

@@ -59,8 +59,8 @@ const hooks: EngineHooks = {
       previewPng: p.previewPng ? new Uint8Array(p.previewPng) : null,
     });
   },
-  async finished(turnId, png, timings) {
-    await call({ hook: 'finished', turnId, png: new Uint8Array(png), timings });
+  async finished(turnId, png, timings, latent) {
+    await call({ hook: 'finished', turnId, png: new Uint8Array(png), timings, ...(latent ? { latent } : {}) });
     statusChanged();
   },
   async failed(turnId, error) {

@@ -17,7 +17,7 @@ export interface EngineThreadData {
 /** A hook call from the engine thread; `callId` pairs it with its reply. */
 export type HookCall =
   | { kind: 'call'; callId: number; hook: 'start'; turnId: string }
-  | { kind: 'call'; callId: number; hook: 'finished'; turnId: string; png: Uint8Array; timings: TurnTimings }
+  | { kind: 'call'; callId: number; hook: 'finished'; turnId: string; png: Uint8Array; timings: TurnTimings; latent?: Float32Array }
   | { kind: 'call'; callId: number; hook: 'failed'; turnId: string; message: string }
   | { kind: 'call'; callId: number; hook: 'cancelled'; turnId: string };
 

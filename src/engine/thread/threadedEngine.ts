@@ -210,7 +210,7 @@ export class ThreadedEngine implements GenerationEngine {
       } else {
         if (t) t.phase = 'ending';
         try {
-          if (c.hook === 'finished') await h.finished(c.turnId, Buffer.from(c.png.buffer, c.png.byteOffset, c.png.byteLength), c.timings);
+          if (c.hook === 'finished') await h.finished(c.turnId, Buffer.from(c.png.buffer, c.png.byteOffset, c.png.byteLength), c.timings, c.latent);
           else if (c.hook === 'failed') await h.failed(c.turnId, new Error(c.message));
           else await h.cancelled(c.turnId);
         } finally {
