@@ -56,6 +56,17 @@ export interface EngineCoreOptions {
   backend?: { name: string; device: string; threads: number };
 }
 
+/** Turns of at most this many steps (few-step sampling) preview every step. */
+export const FEW_STEP_TURN = 8;
+
+/**
+ * Which steps get a preview: the first (a glimpse as soon as the turn starts), every `every`-th, and every step of
+ * a few-step turn (each step is a large part of it).
+ */
+export function previewAt(step: number, totalSteps: number, every: number): boolean {
+  return step === 1 || step % every === 0 || totalSteps <= FEW_STEP_TURN;
+}
+
 /** Weight of the newest step time in the running mean used for etaMs. */
 const STEP_EMA = 0.3;
 
@@ -422,7 +433,7 @@ export class Engine implements GenerationEngine {
       }
       keep.push(rec);
       const etaMs = Math.round((s.totalSteps - s.stepIndex) * this.stepMs);
-      const wantPreview = this.o.previewEvery > 0 && s.stepIndex % this.o.previewEvery === 0;
+      const wantPreview = this.o.previewEvery > 0 && previewAt(s.stepIndex, s.totalSteps, this.o.previewEvery);
       rec.channel!.step(s.stepIndex, etaMs, wantPreview ? this.preview(rec) : null);
       if (rec.channel!.busy) encoding.push(rec.channel!);
     }

@@ -19,7 +19,7 @@ export interface TurnProgress {
   totalSteps: number;
   /** Estimated time to the result, from measured step times. */
   etaMs: number;
-  /** PNG of the predicted x0 at `step` (every `previewEvery` steps), else null. */
+  /** PNG of the predicted x0 at `step` (step 1, every `previewEvery` steps, every step of a few-step turn), else null. */
   previewPng: Buffer | null;
 }
 
@@ -119,7 +119,10 @@ export interface EngineOptions {
   model?: CddIcm;
   checkpoint?: string;
   hooks: EngineHooks;
-  /** A preview of the predicted x0 every N steps; 0 turns previews off. Default 5. */
+  /**
+   * A preview of the predicted x0 every N steps, and at step 1, and at every step of a turn of at most
+   * FEW_STEP_TURN steps; 0 turns previews off. Default 5.
+   */
   previewEvery?: number;
   /**
    * Most samples denoised in one U-Net call: turns, a best-of-n turn counting n (one that asks for more runs

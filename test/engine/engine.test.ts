@@ -272,10 +272,11 @@ describe('engine', () => {
     expect(steps).toEqual([...steps].sort((x, y) => x - y));
     expect(new Set(steps).size).toBe(steps.length);
     expect(steps.every((s) => s >= 1 && s < 10)).toBe(true);
-    // Previews at steps 2, 4, 6, 8; a frame still encoding when a newer one is ready may be skipped (latest wins).
+    // Previews at steps 1 (the first glimpse), 2, 4, 6, 8; a frame still encoding when a newer one is ready may be
+    // skipped (latest wins).
     const previews = progress.filter((p) => p.previewPng);
     const previewSteps = previews.map((p) => p.step);
-    expect(previewSteps.every((s) => [2, 4, 6, 8].includes(s))).toBe(true);
+    expect(previewSteps.every((s) => [1, 2, 4, 6, 8].includes(s))).toBe(true);
     expect(previewSteps.length).toBeGreaterThanOrEqual(3);
     for (const p of previews) {
       const img = await decodePng(p.previewPng!);
@@ -293,7 +294,7 @@ describe('engine', () => {
 
   test('with a preview grace period, every preview reaches the hooks before the next step starts', async () => {
     const hooks = new RecordingHooks();
-    hooks.add('a1', 'A', { steps: 7 });
+    hooks.add('a1', 'A', { steps: 9 });
     const seen: number[][] = [];
     const { engine } = start(hooks, {
       previewEvery: 2,
@@ -302,9 +303,19 @@ describe('engine', () => {
     });
     engine.enqueue('A', 'a1');
     expect(await hooks.outcome('a1')).toBe('finished');
-    // When step k+1 runs, the preview of step k (k even) has been reported.
-    expect(seen).toEqual([[], [], [2], [2], [2, 4], [2, 4], [2, 4, 6]]);
-    expect(hooks.of('progress', 'a1').map((e) => e.p.step)).toEqual([1, 2, 3, 4, 5, 6]);
+    // When step k+1 runs, the preview of step k (k = 1 or even) has been reported.
+    expect(seen).toEqual([[], [1], [1, 2], [1, 2], [1, 2, 4], [1, 2, 4], [1, 2, 4, 6], [1, 2, 4, 6], [1, 2, 4, 6, 8]]);
+    expect(hooks.of('progress', 'a1').map((e) => e.p.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  test('a few-step turn previews every step, the first one included, whatever previewEvery says', async () => {
+    const hooks = new RecordingHooks();
+    hooks.add('f1', 'A', { steps: 4 });
+    const { engine } = start(hooks, { previewEvery: 5, previewGraceMs: 60_000 });
+    engine.enqueue('A', 'f1');
+    expect(await hooks.outcome('f1')).toBe('finished');
+    // Steps 1-3 (step 4 is the final image itself).
+    expect(hooks.of('progress', 'f1').filter((e) => e.p.previewPng).map((e) => e.p.step)).toEqual([1, 2, 3]);
   });
 
   test('drain stops after the current step and leaves unfinished turns un-finished', async () => {
