@@ -10,6 +10,7 @@
 import type http from 'node:http';
 import type { WebSocketServer, WebSocket } from 'ws';
 import { CloseCode, handleProtocols, makeServer, type ServerOptions } from 'graphql-ws';
+import type { Caller } from '../graphql/index.js';
 import { partLogger } from '../log/index.js';
 
 const log = partLogger('server');
@@ -18,8 +19,8 @@ const log = partLogger('server');
 export type SocketExtra = {
   socket: WebSocket;
   request: http.IncomingMessage;
-  token?: string;
-  tokenHash?: string;
+  /** Set by onConnect once the connection's token is admitted. */
+  caller?: Caller;
 };
 
 export interface WsTransport {

@@ -248,8 +248,24 @@ export async function createSession(s: TestServer, opts: { allowDrawerTurns?: bo
   return { sessionId: d.createSession.session.id, teller: d.createSession.token };
 }
 
-export async function join(s: TestServer, sessionId: string, role: 'TELLER' | 'DRAWER' | 'OBSERVER', name = role.toLowerCase(), token: string | null = null): Promise<string> {
-  const d = await s.ok<{ joinSession: { token: string } }>(JOIN, { input: { sessionId, name, role } }, token);
+export const CREATE_INVITE = /* GraphQL */ `
+  mutation Invite($sessionId: ID!, $role: Role!, $expiresInSeconds: Int, $maxUses: Int) {
+    createInvite(sessionId: $sessionId, role: $role, expiresInSeconds: $expiresInSeconds, maxUses: $maxUses) {
+      id code role expiresAt maxUses uses revoked }
+  }`;
+
+export type RoleName = 'TELLER' | 'DRAWER' | 'OBSERVER';
+
+/** A teller of the session creates an invite code for `role`. */
+export async function invite(s: TestServer, teller: string, sessionId: string, role: RoleName, opts: { expiresInSeconds?: number; maxUses?: number } = {}): Promise<{ id: string; code: string }> {
+  const d = await s.ok<{ createInvite: { id: string; code: string } }>(CREATE_INVITE, { sessionId, role, ...opts }, teller);
+  return d.createInvite;
+}
+
+/** Join a session as `role` with an invite its teller creates for it; returns the joiner's token. */
+export async function join(s: TestServer, session: { sessionId: string; teller: string }, role: RoleName, name = role.toLowerCase(), token: string | null = null): Promise<string> {
+  const { code } = await invite(s, session.teller, session.sessionId, role);
+  const d = await s.ok<{ joinSession: { token: string } }>(JOIN, { input: { sessionId: session.sessionId, name, role, invite: code } }, token);
   return d.joinSession.token;
 }
 
