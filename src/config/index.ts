@@ -67,6 +67,8 @@ const LimitsSchema = z.object({
   maxCandidates: int(1, 64).default(8),
   /** Largest PNG returned as a data URL, in bytes. */
   maxDataUrlBytes: int(1024, 64 * 1024 * 1024).default(512 * 1024),
+  /** Most lexical tokens in a GraphQL document (parsing stops there, before validation can be made slow). */
+  maxQueryTokens: int(100, 1_000_000).default(5000),
   /** Most root fields (aliases included) in one operation; each root field of a mutation counts as one operation. */
   maxRootFields: int(1, 1000).default(10),
   /** Largest response body of one operation (HTTP response or graphql-ws message), in bytes. */
@@ -159,6 +161,7 @@ const ENV: Record<string, string> = {
   MAX_CANDIDATES: 'limits.maxCandidates',
   MAX_STEPS: 'limits.maxSteps',
   MAX_DATA_URL_BYTES: 'limits.maxDataUrlBytes',
+  MAX_QUERY_TOKENS: 'limits.maxQueryTokens',
   MAX_ROOT_FIELDS: 'limits.maxRootFields',
   MAX_RESPONSE_BYTES: 'limits.maxResponseBytes',
   MAX_IMAGE_PIXELS: 'limits.maxImagePixels',

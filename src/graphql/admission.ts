@@ -180,7 +180,7 @@ export class Admission {
     }
     let document: DocumentNode;
     try {
-      document = parse(payload.query, { maxTokens: 50_000 });
+      document = parse(payload.query, { maxTokens: this.o.limits.maxQueryTokens });
     } catch (err) {
       const e = err as GraphQLError;
       return { errors: [new GraphQLErrorClass(e.message, { nodes: e.nodes, source: e.source, positions: e.positions, extensions: { code: 'GRAPHQL_PARSE_FAILED' } })] };

@@ -156,6 +156,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     formatError,
     includeStacktraceInErrorResponses: false,
     introspection: true,
+    parseOptions: { maxTokens: limits.maxQueryTokens },
     validationRules: extraValidationRules,
     plugins: [ApolloServerPluginDrainHttpServer({ httpServer }), admissionPlugin({ admission, limits })],
   });
