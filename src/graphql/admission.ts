@@ -25,7 +25,7 @@ import { apiError } from './errors.js';
 import { graphql } from './graphqlRuntime.js';
 import { checkOperation, RateLimiter, rootFieldCount, selectOperation } from './limits.js';
 
-const { GraphQLError: GraphQLErrorClass, MaxIntrospectionDepthRule, getVariableValues, parse, specifiedRules, validate, visit } = graphql;
+const { GraphQLError: GraphQLErrorClass, MaxIntrospectionDepthRule, getVariableValues, parse, specifiedRules, validate } = graphql;
 
 /** Validation rules beyond the specification's, for both transports: introspection cannot nest without bound. */
 export const extraValidationRules: ValidationRule[] = [MaxIntrospectionDepthRule];
@@ -79,22 +79,12 @@ class KnownTokens {
 
 const LONE_SURROGATE = /\p{Cs}/u;
 
-/** Does any string in a JSON-like value (or a document's string literals) contain a lone surrogate? */
+/** Does any string (or key) in a JSON-like value contain a lone surrogate? */
 function hasLoneSurrogate(v: unknown, depth = 0): boolean {
   if (typeof v === 'string') return LONE_SURROGATE.test(v);
   if (depth > 64 || v === null || typeof v !== 'object') return false;
   if (Array.isArray(v)) return v.some((x) => hasLoneSurrogate(x, depth + 1));
   return Object.entries(v).some(([k, x]) => LONE_SURROGATE.test(k) || hasLoneSurrogate(x, depth + 1));
-}
-
-function documentHasLoneSurrogate(document: DocumentNode): boolean {
-  let found = false;
-  visit(document, {
-    StringValue(node) {
-      if (LONE_SURROGATE.test(node.value)) found = true;
-    },
-  });
-  return found;
 }
 
 function addressKey(address: string | undefined): string {
@@ -154,7 +144,8 @@ export class Admission {
     if (this.draining && kind !== 'query') {
       return [apiError('INVALID_STATE', 'The server is shutting down and takes no new work; try again shortly.')];
     }
-    if (documentHasLoneSurrogate(r.document) || hasLoneSurrogate(r.variables ?? null)) {
+    // (In the document itself a lone surrogate is already a syntax error; variables arrive as JSON strings.)
+    if (hasLoneSurrogate(r.variables ?? null)) {
       return [apiError('BAD_USER_INPUT', 'A string in the request contains a lone UTF-16 surrogate; send valid Unicode text.')];
     }
     const shape = checkOperation(this.o.limits, { schema: this.o.schema, document: r.document, operationName: r.operationName, variables: r.variables });

@@ -300,3 +300,34 @@ export async function waitTurn(s: TestServer, token: string, id: string, statuse
     return statuses.includes(t.status) ? t : null;
   }, ms, `turn ${id} to reach ${statuses.join('/')}`);
 }
+
+// ---------------------------------------------------------------- raw requests (hostile clients)
+
+export interface RawResponse {
+  status: number;
+  headers: Headers;
+  text: string;
+  /** The body as JSON, or null when it is not JSON. */
+  json: { data?: unknown; errors?: Array<{ message: string; extensions?: { code?: string } & Record<string, unknown> }> } | null;
+}
+
+/** Send exactly these bytes and headers (no JSON encoding, no defaults). */
+export async function rawRequest(url: string, init: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<RawResponse> {
+  const res = await fetch(url, { method: init.method ?? 'POST', headers: init.headers ?? {}, ...(init.body !== undefined ? { body: init.body } : {}) });
+  const text = await res.text();
+  let json: RawResponse['json'] = null;
+  try {
+    json = JSON.parse(text) as RawResponse['json'];
+  } catch {
+    json = null;
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+/** Does a response body leak internals (stack frames, file paths, an HTML error page)? */
+export function leaksInternals(text: string): boolean {
+  return /\bat \S+ \(|\/work\/|node_modules|[A-Za-z]:\\|<html|<pre>/i.test(text);
+}
+
+/** The first error code of a GraphQL-shaped answer. */
+export const errorCode = (r: { errors?: Array<{ extensions?: { code?: string } }> } | null | undefined): string | undefined => r?.errors?.[0]?.extensions?.code;
