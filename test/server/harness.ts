@@ -326,7 +326,7 @@ export async function rawRequest(url: string, init: { method?: string; headers?:
 
 /** Does a response body leak internals (stack frames, file paths, an HTML error page)? */
 export function leaksInternals(text: string): boolean {
-  return /\bat \S+ \(|\/work\/|node_modules|[A-Za-z]:\\|<html|<pre>/i.test(text);
+  return /\bat \S+ \(|\/work\/|\/home\/|node_modules|\.[jt]s:\d+:\d+|<html|<pre>/i.test(text);
 }
 
 /** The first error code of a GraphQL-shaped answer. */
