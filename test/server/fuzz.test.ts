@@ -275,7 +275,8 @@ describe('fuzzing graphql-ws', () => {
         if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ id: 'probe', type: 'subscribe', payload: { query: '{ engineStatus { busy } }' } }));
         const deadline = Date.now() + 5000;
         while (closeCode === null && !answers.get('probe')?.some((a) => a.type === 'complete') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-        const rawSent = sent.some((m) => m.kind === 'raw');
+        // graphql-ws validates the message itself: `variables` other than an object or null is a malformed message.
+        const rawSent = sent.some((m) => m.kind === 'raw' || (m.variables !== null && m.variables !== undefined && typeof m.variables !== 'object'));
         if (closeCode !== null) {
           expect(rawSent, `closed ${closeCode} after well-formed subscribes only`).toBe(true);
           expect([4400, 4409, 4429]).toContain(closeCode);
