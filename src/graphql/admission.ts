@@ -20,6 +20,7 @@ import type {
   OperationTypeNode,
   ValidationRule,
 } from 'graphql';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Limits } from '../config/index.js';
 import { apiError } from './errors.js';
 import { graphql } from './graphqlRuntime.js';
@@ -106,6 +107,7 @@ export class Admission {
    * a lookup).
    */
   async identify(credential: string | null, address: string | undefined): Promise<Caller> {
+    await this.settle();
     if (credential === null) return { token: null, tokenHash: null, key: addressKey(address) };
     const token = bearer(credential);
     const tokenHash = token ? this.o.hashToken(token) : null;
@@ -117,6 +119,15 @@ export class Admission {
     }
     this.known.add(tokenHash);
     return { token, tokenHash, key: tokenHash };
+  }
+
+  /**
+   * Let the event loop handle what arrived with this request before deciding on it. Node delivers a signal in the
+   * event loop's poll phase, and a request read in the same phase could otherwise run to its commit in microtasks
+   * (the SQLite driver answers without I/O waits) before the SIGTERM handler starts the drain.
+   */
+  async settle(): Promise<void> {
+    await nextTurn();
   }
 
   /** Count `n` operations against the caller's quota; throws RATE_LIMITED (with a retry time) when over it. */

@@ -118,9 +118,10 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
         return true;
       },
       // The same admission as HTTP; a refused subscribe fails that operation only (an `error` message).
-      onSubscribe: (ctx, _id, payload) => {
+      onSubscribe: async (ctx, _id, payload) => {
         const caller = ctx.extra.caller!;
         try {
+          await admission.settle();
           admission.charge(caller);
           const prepared = admission.prepare(caller, payload);
           if ('errors' in prepared) return prepared.errors;
