@@ -30,6 +30,7 @@ const config: CodegenConfig = {
           SessionEvent: '../../sessions/index.js#SessionEventRecord',
           TurnProgress: '../../sessions/index.js#TurnProgressFrame',
           EngineStatus: '../../sessions/index.js#EngineStatusRecord',
+          ServedModel: '../../sessions/index.js#ServedModelRecord',
           JoinPayload: '../../sessions/index.js#JoinResult',
           GenerationSettings: '../../sessions/index.js#TurnRecord',
           TurnTimings: '../../sessions/index.js#TurnRecord',

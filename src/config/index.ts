@@ -11,6 +11,24 @@ const bool = z
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
+/** The datasets a session can be created for; each is served by one model. */
+export const DATASETS = ['iclevr', 'codraw'] as const;
+export type Dataset = (typeof DATASETS)[number];
+
+/** The shipped models, one per dataset (the default of `models`). */
+export const SHIPPED_MODELS: Record<Dataset, string> = { iclevr: 'models/iclevr-default', codraw: 'models/codraw' };
+
+/** `iclevr=models/a,codraw=models/b` -> { iclevr: 'models/a', codraw: 'models/b' } (validated by the schema). */
+function parseModelMap(v: string): unknown {
+  const out: Record<string, string> = {};
+  for (const part of v.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) return v; // not DATASET=DIR: the schema reports it
+    out[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+  }
+  return out;
+}
+
 /**
  * Sampling settings of a turn that sets none, when neither the server's configuration nor the model's checkpoint
  * (`sampling` in its config.json: the settings its model card measured best) gives one: the paper's guidance scales
@@ -84,8 +102,15 @@ const ConfigSchema = z.object({
   dataDir: z.string().min(1).default('data'),
   /** `file:...` (SQLite) or `postgres://...`; empty means `file:<dataDir>/codraw.db`. */
   databaseUrl: z.string().default(''),
-  /** Checkpoint folder the engine loads at start. */
-  modelPath: z.string().min(1).default('models/iclevr-default'),
+  /**
+   * Which model renders each dataset's sessions: dataset -> checkpoint folder (`MODELS=iclevr=DIR,codraw=DIR`).
+   * Unset: `modelPath` for every dataset if it is set, else the shipped models (servedModels).
+   */
+  models: z
+    .preprocess((v) => (typeof v === 'string' ? parseModelMap(v) : v), z.partialRecord(z.enum(DATASETS), z.string().min(1)).refine((m) => Object.keys(m).length > 0, 'name at least one DATASET=DIR'))
+    .optional(),
+  /** One checkpoint folder for every dataset (`MODEL_PATH`, `--model`); `models` wins when both are set. */
+  modelPath: z.string().min(1).optional(),
   backend: z.enum(['auto', 'tensorflow', 'native-cpu', 'cpu']).default('auto'),
   /** Send a preview of the predicted x0 every N denoising steps (0: no previews, only the final image). */
   previewEvery: int(0, 10_000).default(5),
@@ -107,6 +132,16 @@ const ConfigSchema = z.object({
 export type Config = z.infer<typeof ConfigSchema>;
 export type Limits = Config['limits'];
 export type ConfigInput = z.input<typeof ConfigSchema>;
+
+/**
+ * The model folder of each dataset a session may use: `models` as configured, else `modelPath` for both datasets,
+ * else the shipped models. A dataset missing from `models` cannot have sessions on this server.
+ */
+export function servedModels(config: Pick<Config, 'models' | 'modelPath'>): Partial<Record<Dataset, string>> {
+  if (config.models) return config.models;
+  if (config.modelPath) return Object.fromEntries(DATASETS.map((d) => [d, config.modelPath!]));
+  return { ...SHIPPED_MODELS };
+}
 
 /** Where the database lives, resolved from the configuration. */
 export type DatabaseTarget = { kind: 'sqlite'; file: string } | { kind: 'postgres'; url: string };
@@ -140,6 +175,7 @@ const ENV: Record<string, string> = {
   DATA_DIR: 'dataDir',
   DATABASE_URL: 'databaseUrl',
   MODEL_PATH: 'modelPath',
+  MODELS: 'models',
   TENSOR_BACKEND: 'backend',
   PREVIEW_EVERY: 'previewEvery',
   BATCHING: 'batching',
@@ -174,6 +210,7 @@ const FLAGS: Record<string, string> = {
   '--data-dir': 'dataDir',
   '--database-url': 'databaseUrl',
   '--model': 'modelPath',
+  '--models': 'models',
   '--backend': 'backend',
   '--preview-every': 'previewEvery',
   '--batching': 'batching',

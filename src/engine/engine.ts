@@ -23,7 +23,8 @@ const log = partLogger('engine');
 
 type Phase = 'starting' | 'ready' | 'running' | 'ending';
 
-interface TurnRecord {
+/** The engine's bookkeeping of one turn past the queue (not the stored Turn row). */
+interface TurnSlot {
   turnId: string;
   sessionId: string;
   enqueuedAt: number;
@@ -61,10 +62,10 @@ const STEP_EMA = 0.3;
 export class Engine implements GenerationEngine {
   private readonly queue = new FairQueue();
   /** Turns past the queue (starting, ready, running, ending), by id. */
-  private readonly turns = new Map<string, TurnRecord>();
+  private readonly turns = new Map<string, TurnSlot>();
   private readonly latents: LatentCache;
-  private readonly readyTurns: TurnRecord[] = [];
-  private batch: TurnRecord[] = [];
+  private readonly readyTurns: TurnSlot[] = [];
+  private batch: TurnSlot[] = [];
   private starting = 0;
   /** Newcomers taken from readyTurns whose condition is being encoded. */
   private preparing = 0;
@@ -260,7 +261,7 @@ export class Engine implements GenerationEngine {
     while (this.batchSamples() + this.readyTurns.reduce((n, r) => n + (r.inputs!.candidates ?? 1), 0) + this.starting < this.capacity()) {
       const q = this.queue.next();
       if (!q) return;
-      const rec: TurnRecord = {
+      const rec: TurnSlot = {
         ...q, phase: 'starting', cancelRequested: false, startedAt: 0, inputs: null, state: null, channel: null, stepsRun: 0, batchSizeSum: 0,
       };
       this.turns.set(q.turnId, rec);
@@ -277,7 +278,7 @@ export class Engine implements GenerationEngine {
     }
   }
 
-  private started(rec: TurnRecord, inputs: TurnInputs | null): void {
+  private started(rec: TurnSlot, inputs: TurnInputs | null): void {
     this.starting--;
     // Drained meanwhile: the turn is RUNNING in the store and is picked up again at restart.
     if (this.draining) return this.forget(rec);
@@ -305,7 +306,7 @@ export class Engine implements GenerationEngine {
    */
   private async prepareReady(sampler: Sampler): Promise<void> {
     const newcomers = this.readyTurns.splice(0);
-    const waiting: TurnRecord[] = [];
+    const waiting: TurnSlot[] = [];
     this.preparing = newcomers.length;
     for (const [i, rec] of newcomers.entries()) {
       if (i > 0) await yieldToEventLoop();
@@ -351,7 +352,7 @@ export class Engine implements GenerationEngine {
   }
 
   private dropCancelled(): void {
-    const keep: TurnRecord[] = [];
+    const keep: TurnSlot[] = [];
     for (const rec of this.batch) {
       if (!rec.cancelRequested) {
         keep.push(rec);
@@ -402,7 +403,7 @@ export class Engine implements GenerationEngine {
         log.warn({ err }, 'onBatch callback threw');
       }
     }
-    const keep: TurnRecord[] = [];
+    const keep: TurnSlot[] = [];
     const encoding: ProgressChannel[] = [];
     for (const rec of this.batch) {
       const s = rec.state!;
@@ -423,7 +424,7 @@ export class Engine implements GenerationEngine {
   }
 
   /** The predicted x0 as an image (the PNG is encoded later, off the loop). */
-  private preview(rec: TurnRecord): RgbImage | null {
+  private preview(rec: TurnSlot): RgbImage | null {
     try {
       const x = tf.tidy(() => rec.state!.predX0().expandDims(0) as tf.Tensor4D);
       const [img] = tensorToImages(x);
@@ -435,7 +436,7 @@ export class Engine implements GenerationEngine {
     }
   }
 
-  private failRunning(rec: TurnRecord, err: Error): void {
+  private failRunning(rec: TurnSlot, err: Error): void {
     this.batch = this.batch.filter((r) => r !== rec);
     rec.channel?.close();
     rec.state?.dispose();
@@ -443,7 +444,7 @@ export class Engine implements GenerationEngine {
   }
 
   /** The last step is done: take the image, free the state, and record the result off the loop. */
-  private complete(rec: TurnRecord): void {
+  private complete(rec: TurnSlot): void {
     rec.channel!.close();
     let image: RgbImage;
     try {
@@ -471,7 +472,7 @@ export class Engine implements GenerationEngine {
   }
 
   /** Record a turn's end through its hook; the session's next turn may start once the hook has resolved. */
-  private end(rec: TurnRecord, how: 'failed' | 'cancelled', err?: Error): void {
+  private end(rec: TurnSlot, how: 'failed' | 'cancelled', err?: Error): void {
     rec.phase = 'ending';
     const h = this.o.hooks;
     const done = call(() => (how === 'failed' ? h.failed(rec.turnId, err!) : h.cancelled(rec.turnId)));
@@ -479,7 +480,7 @@ export class Engine implements GenerationEngine {
     this.settle(rec, done.catch((e: unknown) => log.error({ err: e, turnId: rec.turnId }, `hooks.${how} failed`)));
   }
 
-  private settle(rec: TurnRecord, p: Promise<unknown>): void {
+  private settle(rec: TurnSlot, p: Promise<unknown>): void {
     this.track(
       p.finally(() => {
         this.forget(rec);
@@ -489,7 +490,7 @@ export class Engine implements GenerationEngine {
   }
 
   /** The turn leaves the engine; its session may run its next turn. */
-  private forget(rec: TurnRecord): void {
+  private forget(rec: TurnSlot): void {
     this.turns.delete(rec.turnId);
     this.queue.release(rec.sessionId);
   }

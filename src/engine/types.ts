@@ -43,12 +43,30 @@ export interface EngineHooks {
   cancelled(turnId: string): Promise<void>;
 }
 
+/** One model the engine serves (multi-model serving: a session's dataset picks its model). */
+export interface ModelStatus {
+  /** The key turns name at enqueue (the served checkpoint folder). */
+  key: string;
+  /** Model preset name from the checkpoint's config; 'loading' / 'unavailable' before / if it fails to load. */
+  name: string;
+  /** Loaded into memory (models load on their first turn). */
+  loaded: boolean;
+  /** Turns of this model waiting to start. */
+  queueLength: number;
+  /** Turns of this model in its current batch. */
+  running: number;
+  /** Mean step time of this model's batches (ms); null before its first step. */
+  stepMs: number | null;
+}
+
 export interface EngineStatus {
   backend: string;
   device: string;
   threads: number;
-  /** Model preset name (from the checkpoint's config). */
+  /** Model preset name (from the checkpoint's config); with several models, their names joined by ", ". */
   model: string;
+  /** Every model served (one entry for a single-model engine). */
+  models?: ModelStatus[];
   /** Turns waiting to start (not counting running ones). */
   queueLength: number;
   /** True while any turn is starting or being denoised. */
@@ -64,8 +82,11 @@ export interface EngineStatus {
 }
 
 export interface GenerationEngine {
-  /** Queue a turn. A session's turns run in enqueue order, one at a time; repeated ids are ignored. */
-  enqueue(sessionId: string, turnId: string): void;
+  /**
+   * Queue a turn. A session's turns run in enqueue order, one at a time; repeated ids are ignored. `model` is the
+   * key of the model that renders it (an engine serving several models; a single-model engine ignores it).
+   */
+  enqueue(sessionId: string, turnId: string, model?: string): void;
   /** Queued: removed (hooks.cancelled). Running: removed from the batch before the next step. False if unknown. */
   cancel(turnId: string): boolean;
   status(): EngineStatus;
@@ -75,8 +96,10 @@ export interface GenerationEngine {
   ready?(): Promise<void>;
 }
 
-/** Observed after every denoising step (for tests, benchmarks and logs). */
+/** Observed after every denoising step (for tests, benchmarks, metrics and logs). */
 export interface BatchInfo {
+  /** Key of the model that ran the step (set by an engine serving several models). */
+  model?: string;
   /** Turns denoised in this U-Net call. */
   size: number;
   /** Samples in it (a best-of-n turn counts n). */

@@ -6,4 +6,6 @@ export interface GraphQLContext extends Caller {
   service: SessionsService;
   /** For subscriptions: is the caller's socket backlogged (latest-frame-wins for previews)? */
   backlogged?: () => boolean;
+  /** For subscriptions: a preview frame published at `at` is about to be sent (preview delivery latency). */
+  frameSent?: (at: Date) => void;
 }

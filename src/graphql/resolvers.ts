@@ -56,7 +56,11 @@ export const resolvers: Resolvers = {
     },
     turnProgress: {
       subscribe: (_p, { sessionId }, ctx) => ctx.service.subscribeProgress(ctx.tokenHash, sessionId, ctx.backlogged),
-      resolve: (frame: unknown) => frame as never,
+      resolve: (frame: unknown, _a: unknown, ctx: { frameSent?: (at: Date) => void }) => {
+        const f = frame as { at: Date; final: boolean };
+        if (!f.final) ctx.frameSent?.(f.at);
+        return frame as never;
+      },
     },
   },
 

@@ -20,7 +20,7 @@ import { readSafetensors, writeSafetensors, type TensorToWrite } from './safeten
 import { tokenizerFromJSON } from './tokenizer/index.js';
 import { CddIcm } from './cddIcm.js';
 import type { ImageCodec } from './codec.js';
-import type { ModelConfig } from './config.js';
+import { validateModelConfig, type ModelConfig } from './config.js';
 
 export const CHECKPOINT_FORMAT = 'cdd-icm';
 export const CHECKPOINT_VERSION = 1;
@@ -125,4 +125,16 @@ export async function isCheckpoint(dir: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * A checkpoint's model configuration alone, without its weights: what a server needs to know about a model it
+ * loads lazily in another thread (canvas size, name, recommended sampling). Throws on a folder that is not one.
+ */
+export async function readCheckpointConfig(dir: string): Promise<ModelConfig> {
+  const file = JSON.parse(await fs.readFile(join(dir, 'config.json'), 'utf8')) as Partial<ConfigFile>;
+  if (file.format !== CHECKPOINT_FORMAT || !file.config) throw new Error(`${dir}: not a ${CHECKPOINT_FORMAT} checkpoint`);
+  if ((file.version ?? 0) > CHECKPOINT_VERSION) throw new Error(`${dir}: checkpoint version ${file.version} is newer than this code (${CHECKPOINT_VERSION})`);
+  validateModelConfig(file.config);
+  return file.config;
 }

@@ -1,22 +1,23 @@
 /**
- * The whole application wired together: the model (loaded from a checkpoint folder, or given), the generation
- * engine around the sessions service's hooks, and the server. main.ts, the tests and the benchmark all start it so.
+ * The whole application wired together: the served models (one per dataset, read from their checkpoint folders'
+ * config.json here and loaded in the engine thread on first use), the threaded generation engine around the
+ * sessions service's hooks, and the server. main.ts, the tests and the benchmark all start it so.
  */
 import path from 'node:path';
-import { resolveTurnDefaults, type Config } from '../config/index.js';
+import { resolveTurnDefaults, servedModels, type Config } from '../config/index.js';
 import { codrawBackground, encodePng, iclevrBackground, type RgbImage } from '../data/index.js';
-import { createEngine, type BatchInfo } from '../engine/index.js';
-import { loadCheckpoint, type CddIcm } from '../model/index.js';
+import { createThreadedEngine, type BatchInfo, type SharedEngineSettings, type ThreadedEngine } from '../engine/index.js';
+import { ENGINE_DEFAULTS } from '../engine/index.js';
+import { readCheckpointConfig } from '../model/index.js';
 import { partLogger } from '../log/index.js';
+import type { SessionModel } from '../sessions/index.js';
 import { startServer, type RunningServer } from './index.js';
 
 const log = partLogger('server');
 
 export interface AppOptions {
   config: Config;
-  /** An already loaded model (tests); otherwise `config.modelPath` is loaded. */
-  model?: CddIcm;
-  /** Observe every engine step (benchmark). */
+  /** Observe every engine step (benchmark, tests). */
   onBatch?(info: BatchInfo): void;
 }
 
@@ -24,38 +25,68 @@ export function datasetBackground(dataset: string, size: number): RgbImage {
   return dataset === 'codraw' ? codrawBackground(size) : iclevrBackground(size);
 }
 
-export async function startApp(o: AppOptions): Promise<RunningServer & { model: CddIcm }> {
-  const { config } = o;
-  let model = o.model;
-  if (!model) {
-    const dir = path.resolve(config.modelPath);
-    log.info({ checkpoint: dir }, 'loading model');
+/**
+ * The model of every served dataset, from its checkpoint's config.json (weights are not read here). Datasets
+ * given the same folder share one model, and so one engine and its batches.
+ */
+export async function sessionModels(config: Config): Promise<{ models: Record<string, SessionModel>; folders: Record<string, string> }> {
+  const models: Record<string, SessionModel> = {};
+  const keyOfFolder = new Map<string, string>();
+  const folders: Record<string, string> = {};
+  for (const [dataset, dir] of Object.entries(servedModels(config))) {
+    const abs = path.resolve(dir!);
+    let modelConfig;
     try {
-      model = await loadCheckpoint(dir);
+      modelConfig = await readCheckpointConfig(abs);
     } catch (err) {
-      throw new Error(`cannot load the model checkpoint ${dir} (set MODEL_PATH or --model): ${(err as Error).message}`);
+      throw new Error(`cannot load the model checkpoint ${abs} for ${dataset} sessions (set MODELS, MODEL_PATH or --model): ${(err as Error).message}`);
     }
+    let key = keyOfFolder.get(abs);
+    if (!key) {
+      key = dir!;
+      keyOfFolder.set(abs, key);
+      folders[key] = abs;
+    }
+    // The checkpoint's measured sampling settings apply unless the configuration sets its own.
+    const turnDefaults = resolveTurnDefaults(config, modelConfig.sampling);
+    models[dataset] = { key, name: `${modelConfig.name} (${path.basename(abs)})`, canvasSize: modelConfig.imageSize, turnDefaults };
+    log.info({ dataset, checkpoint: abs, turnDefaults, recommended: modelConfig.sampling ?? null }, 'serving model');
   }
-  const loaded = model;
-  // The checkpoint's measured sampling settings apply unless the configuration sets its own.
-  const turnDefaults = resolveTurnDefaults(config, loaded.config.sampling);
-  log.info({ turnDefaults, recommended: loaded.config.sampling ?? null }, 'turn defaults');
-  const server = await startServer({
+  return { models, folders };
+}
+
+export async function startApp(o: AppOptions): Promise<RunningServer> {
+  const { config } = o;
+  const { models, folders } = await sessionModels(config);
+  const settings: SharedEngineSettings = {
+    ...ENGINE_DEFAULTS,
+    previewEvery: config.previewEvery,
+    maxBatchSize: config.maxBatchSize,
+    batching: config.batching,
+  };
+  return startServer({
     config,
-    modelName: `${loaded.config.name} (${path.basename(config.modelPath)})`,
-    canvasSize: loaded.config.imageSize,
-    turnDefaults,
+    models,
     background: datasetBackground,
     encodePng,
-    createEngine: (hooks) =>
-      createEngine({
-        model: loaded,
+    createEngine: async (hooks, onBatch): Promise<ThreadedEngine> => {
+      const engine = createThreadedEngine({
+        models: folders,
         hooks,
-        previewEvery: config.previewEvery,
-        maxBatchSize: config.maxBatchSize,
-        batching: config.batching,
-        ...(o.onBatch ? { onBatch: o.onBatch } : {}),
-      }),
+        settings,
+        backend: config.backend,
+        onBatch: (info) => {
+          onBatch(info);
+          o.onBatch?.(info);
+        },
+      });
+      try {
+        await engine.ready();
+      } catch (err) {
+        await engine.drain();
+        throw err;
+      }
+      return engine;
+    },
   });
-  return { ...server, model: loaded };
 }

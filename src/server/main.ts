@@ -1,17 +1,15 @@
 /**
- * `npm start`: read the configuration, choose the tensor backend, load the model, serve, drain on SIGTERM.
+ * `npm start`: read the configuration, start the engine thread (it chooses the tensor backend and loads each
+ * model on first use), serve, drain on SIGTERM. This thread does no tensor work.
  */
 import { loadConfig, ConfigError } from '../config/index.js';
-import { initBackend } from '../backend/index.js';
 import { logger } from '../log/index.js';
 import { startApp } from './app.js';
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  const backend = await initBackend(config.backend);
-  logger.info({ backend }, 'tensor backend ready');
   const server = await startApp({ config });
-  logger.info({ graphql: server.url, subscriptions: server.wsUrl }, 'server ready');
+  logger.info({ graphql: server.url, subscriptions: server.wsUrl, engine: server.engine.status() }, 'server ready');
 
   let stopping = false;
   const stop = (signal: string): void => {

@@ -12,7 +12,7 @@ import { expressMiddleware } from '@as-integrations/express5';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { WebSocketServer } from 'ws';
 import type { GraphQLError, GraphQLSchema } from 'graphql';
-import { resolveTurnDefaults, type Config, type TurnSettings } from '../config/index.js';
+import type { Config } from '../config/index.js';
 import { partLogger } from '../log/index.js';
 import {
   Admission,
@@ -34,9 +34,12 @@ import {
   type Db,
   type EngineHooks,
   type GenerationEngine,
+  type SessionModel,
 } from '../sessions/index.js';
 import type { RgbImage } from '../data/index.js';
-import { errorHandler, notFound, requireJsonBody } from './httpErrors.js';
+import type { BatchInfo } from '../engine/index.js';
+import { errorHandler, notFound, requireJsonBody, sendError } from './httpErrors.js';
+import { ServerMetrics } from './metrics.js';
 import { imageRoute } from './imageRoute.js';
 import { serveGraphqlWs } from './wsTransport.js';
 
@@ -44,14 +47,10 @@ const log = partLogger('server');
 
 export interface ServerOptions {
   config: Config;
-  /** Build the generation engine around the sessions service's hooks. */
-  createEngine(hooks: EngineHooks): GenerationEngine | Promise<GenerationEngine>;
-  /** Name of the loaded model (shown on sessions). */
-  modelName: string;
-  /** Side of the square canvas the model draws. */
-  canvasSize: number;
-  /** Settings of a turn that sets none (default: the configuration's, else TURN_DEFAULTS). */
-  turnDefaults?: TurnSettings;
+  /** Build the generation engine around the sessions service's hooks; it reports every step to `onBatch`. */
+  createEngine(hooks: EngineHooks, onBatch: (info: BatchInfo) => void): GenerationEngine | Promise<GenerationEngine>;
+  /** Dataset -> the model that renders its sessions (key, name, canvas size, turn defaults). */
+  models: Partial<Record<string, SessionModel>>;
   /** The empty canvas of a dataset. */
   background(dataset: string, size: number): RgbImage;
   encodePng(image: RgbImage): Buffer;
@@ -84,13 +83,14 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
     db,
     pubsub,
     config,
-    modelName: o.modelName,
-    canvasSize: o.canvasSize,
-    turnDefaults: o.turnDefaults ?? resolveTurnDefaults(config),
+    models: o.models,
     background: o.background,
     encodePng: o.encodePng,
   });
-  const engine = await o.createEngine(service);
+  let engineRef: GenerationEngine | null = null;
+  const metrics = new ServerMetrics({ engine: () => engineRef, db });
+  const engine = metrics.observeEngine(await o.createEngine(metrics.observeHooks(service), (info) => metrics.batch(info)));
+  engineRef = engine;
   service.attachEngine(engine);
 
   const schema: GraphQLSchema = buildSchema();
@@ -129,6 +129,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
             service,
             ...caller,
             backlogged: () => ctx.extra.socket.bufferedAmount > config.wsHighWaterMarkBytes,
+            frameSent: (at) => metrics.frameDelivered(at),
           };
           return { ...prepared.args, contextValue };
         } catch (err) {
@@ -165,6 +166,17 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
 
   app.get('/healthz', (_req, res) => {
     res.json({ ok: true, engine: engine.status() });
+  });
+
+  // Prometheus scrapes this (text exposition format).
+  app.get('/metrics', async (_req, res) => {
+    try {
+      const { contentType, body } = await metrics.render();
+      res.set('Content-Type', contentType).send(body);
+    } catch (err) {
+      log.error({ err }, 'metrics failed');
+      sendError(res, 'INTERNAL_SERVER_ERROR', 'Metrics are unavailable.');
+    }
   });
 
   app.get('/images/:file', imageRoute({ service, admission }));

@@ -8,4 +8,5 @@ export type {
   TurnInputs,
   TurnProgress as TurnProgressReport,
   EngineStatus as EngineStatusInfo,
+  ModelStatus as ModelStatusInfo,
 } from '../engine/index.js';

@@ -10,7 +10,7 @@ import type { Config, TurnSettings } from '../config/index.js';
 import { checkPng, decodePng, PngCheckError, type RgbImage } from '../data/index.js';
 import { partLogger } from '../log/index.js';
 import type { Db } from './db.js';
-import type { EngineHooks, EngineStatusInfo, GenerationEngine, TurnInputs, TurnProgressReport } from './engineContract.js';
+import type { EngineHooks, EngineStatusInfo, GenerationEngine, ModelStatusInfo, TurnInputs, TurnProgressReport } from './engineContract.js';
 import { DomainError } from './errors.js';
 import type { PubSub, Subscription } from './events.js';
 import type {
@@ -84,8 +84,29 @@ export interface TurnProgressFrame {
   at: Date;
 }
 
+/** A served model as `engineStatus` reports it: the engine's view plus the datasets it renders and their settings. */
+export type ServedModelRecord = ModelStatusInfo & { datasets: string[]; canvasSize: number; turnDefaults: TurnSettings };
+
 /** What `engineStatus` reports: the engine's status with the batching settings always present. */
-export type EngineStatusRecord = Omit<EngineStatusInfo, 'batching' | 'maxBatchSize'> & { batching: boolean; maxBatchSize: number; turnDefaults: TurnSettings };
+export type EngineStatusRecord = Omit<EngineStatusInfo, 'batching' | 'maxBatchSize' | 'models'> & {
+  batching: boolean;
+  maxBatchSize: number;
+  /** Of the default dataset's model. */
+  turnDefaults: TurnSettings;
+  models: ServedModelRecord[];
+};
+
+/** The model that renders one dataset's sessions, as the sessions service needs to know it. */
+export interface SessionModel {
+  /** The key the engine knows the model by (turns are enqueued with it). */
+  key: string;
+  /** Shown on sessions (`DrawingSession.model`). */
+  name: string;
+  /** Side of the square canvas the model draws. */
+  canvasSize: number;
+  /** Settings of a turn that sets none (resolveTurnDefaults: configuration, then the model's recommendation). */
+  turnDefaults: TurnSettings;
+}
 
 export interface CreateSessionInput {
   title: string;
@@ -126,12 +147,8 @@ export interface SessionsServiceOptions {
   db: Db;
   pubsub: PubSub;
   config: Config;
-  /** Name of the loaded model (stored on new sessions). */
-  modelName: string;
-  /** Side of the square canvas the model draws. */
-  canvasSize: number;
-  /** Settings of a turn that sets none (resolveTurnDefaults: configuration, then the model's recommendation). */
-  turnDefaults: TurnSettings;
+  /** Dataset -> the model that renders its sessions; only these datasets can have new sessions. */
+  models: Partial<Record<string, SessionModel>>;
   /** The empty canvas of a dataset. */
   background(dataset: string, size: number): RgbImage;
   encodePng(image: RgbImage): Buffer;
@@ -146,7 +163,6 @@ const MAX_INVITE_SECONDS = 30 * 24 * 3600;
 const MAX_INVITE_USES = 10_000;
 /** A lone UTF-16 surrogate (paired ones form one code point under the u flag): not text, and not storable. */
 const LONE_SURROGATE = /\p{Cs}/u;
-const DATASETS = new Set(['iclevr', 'codraw']);
 const IMAGE_META = {
   id: true,
   sessionId: true,
@@ -228,6 +244,20 @@ export class SessionsService implements EngineHooks {
     return this.engine;
   }
 
+  /** The dataset a session gets when it names none: i-CLEVR when served, else the first served one. */
+  private defaultDataset(): string {
+    return this.opts.models.iclevr ? 'iclevr' : Object.keys(this.opts.models)[0]!;
+  }
+
+  /** The model of a dataset's sessions. */
+  private modelFor(dataset: string): SessionModel {
+    const m = this.opts.models[dataset];
+    if (!m) {
+      throw new DomainError('INVALID_STATE', `This server serves no model for "${dataset}" sessions (served: ${Object.keys(this.opts.models).join(', ')}).`, { dataset });
+    }
+    return m;
+  }
+
   // ---------------------------------------------------------------- auth
 
   /** Is this token known at all (joined some session, even one it left)? */
@@ -279,8 +309,9 @@ export class SessionsService implements EngineHooks {
     const { limits } = this.config;
     const title = this.checkText('The title', input.title, limits.maxNameLength);
     const name = this.checkText('The name', input.name, limits.maxNameLength);
-    const dataset = input.dataset ?? 'iclevr';
-    if (!DATASETS.has(dataset)) throw new DomainError('BAD_USER_INPUT', `Unknown dataset "${dataset}" (iclevr, codraw).`);
+    const dataset = input.dataset ?? this.defaultDataset();
+    const served = this.opts.models[dataset];
+    if (!served) throw new DomainError('BAD_USER_INPUT', `Unknown dataset "${dataset}" (this server serves ${Object.keys(this.opts.models).join(', ')}).`);
     let png: Buffer;
     if (input.backgroundPng) {
       const m = /^data:image\/png;base64,([A-Za-z0-9+/=]+)$/.exec(input.backgroundPng);
@@ -295,13 +326,13 @@ export class SessionsService implements EngineHooks {
       }
       let img: RgbImage;
       try {
-        img = await decodePng(bytes, this.opts.canvasSize);
+        img = await decodePng(bytes, served.canvasSize);
       } catch {
         throw new DomainError('BAD_USER_INPUT', 'backgroundPng is not a readable PNG.');
       }
       png = this.opts.encodePng(img);
     } else {
-      png = this.opts.encodePng(this.opts.background(dataset, this.opts.canvasSize));
+      png = this.opts.encodePng(this.opts.background(dataset, served.canvasSize));
     }
     const { width, height } = pngSize(png);
     const token = callerTokenHash ? null : newToken();
@@ -318,7 +349,7 @@ export class SessionsService implements EngineHooks {
             id: sessionId,
             title,
             dataset,
-            model: this.opts.modelName,
+            model: served.name,
             allowDrawerTurns: input.allowDrawerTurns ?? false,
             backgroundImageId: imageId,
           },
@@ -444,6 +475,7 @@ export class SessionsService implements EngineHooks {
     const me = await this.requireMember(tokenHash, input.sessionId);
     const { limits } = this.config;
     const session = await this.db.drawingSession.findUniqueOrThrow({ where: { id: input.sessionId } });
+    const model = this.modelFor(session.dataset);
     const mayDraw = me.role === 'TELLER' || (me.role === 'DRAWER' && session.allowDrawerTurns);
     if (!mayDraw) {
       throw new DomainError(
@@ -489,10 +521,10 @@ export class SessionsService implements EngineHooks {
             authorId: me.id,
             instruction,
             text,
-            steps: input.steps ?? this.opts.turnDefaults.steps,
-            guidanceScale: input.guidanceScale ?? this.opts.turnDefaults.guidanceScale,
-            icmGuidanceScale: input.icmGuidanceScale ?? this.opts.turnDefaults.icmGuidanceScale,
-            candidates: input.candidates ?? this.opts.turnDefaults.candidates,
+            steps: input.steps ?? model.turnDefaults.steps,
+            guidanceScale: input.guidanceScale ?? model.turnDefaults.guidanceScale,
+            icmGuidanceScale: input.icmGuidanceScale ?? model.turnDefaults.icmGuidanceScale,
+            candidates: input.candidates ?? model.turnDefaults.candidates,
             seed: input.seed ?? crypto.randomInt(0, 2 ** 31 - 1),
             parentTurnId: s.headTurnId,
             queueSeq: (last._max.queueSeq ?? 0) + 1,
@@ -510,7 +542,7 @@ export class SessionsService implements EngineHooks {
     );
     this.emit({ kind: 'TURN_QUEUED', sessionId: turn.sessionId, turn });
     this.emit({ kind: 'HEAD_MOVED', sessionId: turn.sessionId, headTurnId: turn.id });
-    this.requireEngine().enqueue(turn.sessionId, turn.id);
+    this.requireEngine().enqueue(turn.sessionId, turn.id, model.key);
     return turn;
   }
 
@@ -604,29 +636,28 @@ export class SessionsService implements EngineHooks {
           if (parent.status === 'SUCCEEDED' && parent.resultImageId) refId = parent.resultImageId;
           p = parent.parentTurnId;
         }
-        if (!refId) {
-          const s = await tx.drawingSession.findUniqueOrThrow({ where: { id: t.sessionId } });
-          refId = s.backgroundImageId;
-        }
+        const s = await tx.drawingSession.findUniqueOrThrow({ where: { id: t.sessionId }, select: { backgroundImageId: true, dataset: true } });
+        refId ??= s.backgroundImageId;
         const startedAt = new Date();
         const turn = await tx.turn.update({
           where: { id: turnId },
           data: { status: 'RUNNING', startedAt, referenceImageId: refId, error: null },
         });
         const ref = await tx.generatedImage.findUniqueOrThrow({ where: { id: refId }, select: { png: true } });
-        return { turn, png: Buffer.from(ref.png) };
+        return { turn, png: Buffer.from(ref.png), dataset: s.dataset };
       }),
     );
     if (!r) return null;
     this.running.add(turnId);
-    this.sequences.set(turnId, 0);
+    // A turn started again (its engine thread crashed) keeps numbering its frames where it was.
+    if (!this.sequences.has(turnId)) this.sequences.set(turnId, 0);
     this.emit({ kind: 'TURN_STARTED', sessionId: r.turn.sessionId, turn: r.turn });
     const t = r.turn;
     return {
       turnId,
       sessionId: t.sessionId,
       text: t.text,
-      reference: await decodePng(r.png, this.opts.canvasSize),
+      reference: await decodePng(r.png, this.modelFor(r.dataset).canvasSize),
       steps: t.steps,
       guidanceScale: t.guidanceScale,
       icmGuidanceScale: t.icmGuidanceScale,
@@ -727,9 +758,10 @@ export class SessionsService implements EngineHooks {
     const turns = await this.db.turn.findMany({
       where: { status: 'QUEUED' },
       orderBy: { queueSeq: 'asc' },
-      select: { id: true, sessionId: true },
+      select: { id: true, sessionId: true, session: { select: { dataset: true } } },
     });
-    for (const t of turns) engine.enqueue(t.sessionId, t.id);
+    // A dataset this server no longer serves: the engine fails the turn with that reason.
+    for (const t of turns) engine.enqueue(t.sessionId, t.id, this.opts.models[t.session.dataset]?.key ?? `unserved:${t.session.dataset}`);
     if (turns.length) log.info({ turns: turns.length }, 'resumed queued turns');
     return turns.length;
   }
@@ -857,8 +889,31 @@ export class SessionsService implements EngineHooks {
   }
 
   engineStatus(): EngineStatusRecord {
-    const s = this.requireEngine().status();
-    return { ...s, batching: this.config.batching, maxBatchSize: this.config.maxBatchSize, turnDefaults: this.opts.turnDefaults };
+    const { models: engineModels, ...s } = this.requireEngine().status();
+    const byKey = new Map((engineModels ?? []).map((m) => [m.key, m]));
+    const served = new Map<string, ServedModelRecord>();
+    for (const [dataset, m] of Object.entries(this.opts.models)) {
+      if (!m) continue;
+      const known = served.get(m.key);
+      if (known) {
+        known.datasets.push(dataset);
+        continue;
+      }
+      const e = byKey.get(m.key);
+      served.set(m.key, {
+        key: m.key, name: m.name, loaded: e?.loaded ?? false, queueLength: e?.queueLength ?? 0, running: e?.running ?? 0,
+        stepMs: e?.stepMs ?? null, datasets: [dataset], canvasSize: m.canvasSize, turnDefaults: m.turnDefaults,
+      });
+    }
+    return {
+      ...s,
+      // The served models' names from their checkpoints, known before (and whether or not) they are loaded.
+      model: [...new Set([...served.values()].map((m) => m.name))].join(', '),
+      batching: this.config.batching,
+      maxBatchSize: this.config.maxBatchSize,
+      turnDefaults: this.modelFor(this.defaultDataset()).turnDefaults,
+      models: [...served.values()],
+    };
   }
 
   // ---------------------------------------------------------------- subscriptions

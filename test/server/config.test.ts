@@ -1,12 +1,14 @@
 /** Configuration: read once from the environment and flags, validated, with defaults. */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, databaseTarget, loadConfig, resolveTurnDefaults } from '../../src/config/index.js';
+import { ConfigError, databaseTarget, loadConfig, resolveTurnDefaults, servedModels } from '../../src/config/index.js';
 
 describe('loadConfig', () => {
   it('has defaults for everything', () => {
     const c = loadConfig({}, []);
-    expect(c).toMatchObject({ host: '127.0.0.1', port: 4000, modelPath: 'models/iclevr-default', backend: 'auto', batching: true, previewEvery: 5 });
+    expect(c).toMatchObject({ host: '127.0.0.1', port: 4000, backend: 'auto', batching: true, previewEvery: 5 });
+    // Both shipped models, one per dataset.
+    expect(servedModels(c)).toEqual({ iclevr: 'models/iclevr-default', codraw: 'models/codraw' });
     expect(c.limits.maxQueuedTurnsPerSession).toBe(8);
     // Turn defaults are unset, so the model's recommendation (else the paper's phi and psi at 50 steps) applies.
     expect(c.defaultGuidanceScale).toBeUndefined();
@@ -24,6 +26,16 @@ describe('loadConfig', () => {
     expect(c.limits.maxTextLength).toBe(12);
     expect(databaseTarget(c)).toEqual({ kind: 'postgres', url: 'postgres://u@h/db' });
     expect(loadConfig({}, ['--no-batching']).batching).toBe(false);
+  });
+
+  it('MODELS maps datasets to checkpoints; MODEL_PATH serves one model for every dataset; MODELS wins', () => {
+    expect(servedModels(loadConfig({ MODELS: 'iclevr=models/a, codraw=/m/b' }, []))).toEqual({ iclevr: 'models/a', codraw: '/m/b' });
+    expect(servedModels(loadConfig({ MODELS: 'codraw=models/codraw' }, []))).toEqual({ codraw: 'models/codraw' });
+    expect(servedModels(loadConfig({ MODEL_PATH: '/one' }, []))).toEqual({ iclevr: '/one', codraw: '/one' });
+    expect(servedModels(loadConfig({ MODEL_PATH: '/one' }, ['--models', 'iclevr=/two']))).toEqual({ iclevr: '/two' });
+    expect(() => loadConfig({ MODELS: 'clevr=models/a' }, [])).toThrow(/models/);
+    expect(() => loadConfig({ MODELS: 'models/a' }, [])).toThrow(/models/);
+    expect(() => loadConfig({ MODELS: 'iclevr=' }, [])).toThrow(/models/);
   });
 
   it('turn defaults: the configuration over the model\'s recommendation over the paper\'s', () => {
