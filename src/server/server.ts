@@ -119,7 +119,7 @@ export async function startServer(o: ServerOptions): Promise<RunningServer> {
       },
       // The same admission as HTTP; a refused subscribe fails that operation only (an `error` message).
       onSubscribe: async (ctx, _id, payload) => {
-        const caller = ctx.extra.caller!;
+        const caller = ctx.extra.caller!; // graphql-ws runs onSubscribe only on acknowledged connections
         try {
           await admission.settle();
           admission.charge(caller);

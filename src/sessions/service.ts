@@ -373,7 +373,6 @@ export class SessionsService implements EngineHooks {
    */
   async joinSession(callerTokenHash: string | null, callerToken: string | null, input: JoinSessionInput): Promise<JoinResult> {
     const name = this.checkText('The name', input.name, this.config.limits.maxNameLength);
-    if (LONE_SURROGATE.test(input.invite)) throw new DomainError('FORBIDDEN', 'The invite code is not valid for this session.');
     const token = callerToken ?? newToken();
     const tokenHash = callerTokenHash ?? hashToken(token);
     const { participant, joined } = await this.writes.run(() =>

@@ -186,6 +186,14 @@ describe('introspection has a cost and responses a size bound', () => {
       expect(errorCode(r)).toBe('RESPONSE_TOO_LARGE');
       expect(r.data).toBeNull();
       expect((await tight.gql('{ engineStatus { busy } }')).errors).toBeUndefined();
+      // The same bound on a graphql-ws message.
+      const { teller } = await createSession(tight);
+      const results = await new Promise<unknown[]>((resolve, reject) => {
+        const got: unknown[] = [];
+        tight.ws(teller).subscribe({ query: graphql.getIntrospectionQuery() }, { next: (r) => got.push(r), error: reject, complete: () => resolve(got) });
+      });
+      expect(JSON.stringify(results)).toContain('RESPONSE_TOO_LARGE');
+      expect(JSON.stringify(results).length).toBeLessThan(4096);
     } finally {
       await tight.stop();
     }
