@@ -28,8 +28,27 @@ import { checkOperation, RateLimiter, rootFieldCount, selectOperation } from './
 
 const { GraphQLError: GraphQLErrorClass, MaxIntrospectionDepthRule, getVariableValues, parse, specifiedRules, validate } = graphql;
 
-/** Validation rules beyond the specification's, for both transports: introspection cannot nest without bound. */
-export const extraValidationRules: ValidationRule[] = [MaxIntrospectionDepthRule];
+/**
+ * Introspection fields cannot be aliased (except `__type`, bounded by the root-field cap): without aliases
+ * repeated selections merge, so an introspection answer is at most the schema's size, whatever the query.
+ */
+const NoIntrospectionAliasesRule: ValidationRule = (context) => ({
+  Field(node) {
+    if (!node.alias || node.alias.value === node.name.value) return;
+    const parent = context.getParentType();
+    if (node.name.value === '__schema' || (parent !== null && parent !== undefined && parent.name.startsWith('__'))) {
+      context.reportError(
+        new GraphQLErrorClass(`Introspection fields cannot be aliased ("${node.alias.value}: ${node.name.value}"); select each once.`, { nodes: node }),
+      );
+    }
+  },
+});
+
+/**
+ * Validation rules beyond the specification's, for both transports: introspection cannot nest without bound
+ * (graphql's MaxIntrospectionDepthRule) nor be multiplied by aliases.
+ */
+export const extraValidationRules: ValidationRule[] = [MaxIntrospectionDepthRule, NoIntrospectionAliasesRule];
 
 /** Who is calling: the token (if any) and the key their operations are counted under. */
 export interface Caller {

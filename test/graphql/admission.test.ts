@@ -100,5 +100,8 @@ describe('prepare (graphql-ws)', () => {
     expect(codes('subscription A { sessionEvents(sessionId: "s") { kind } } subscription B { turnProgress(sessionId: "s") { step } }')).toEqual(['BAD_REQUEST']);
     expect(codes('subscription A { sessionEvents(sessionId: "s") { kind } } subscription B { turnProgress(sessionId: "s") { step } }', {}, 'B')).toBe('ok');
     expect(codes(`{ ${'a: __typename '.repeat(3000)} }`)).toEqual(['GRAPHQL_PARSE_FAILED']); // over maxQueryTokens
+    expect(codes('{ __schema { a: types { name } } }')).toEqual(['GRAPHQL_VALIDATION_FAILED']); // no aliases in introspection
+    const deep = codes('{ __schema { types { fields { type { fields { type { fields { type { fields { name } } } } } } } } } }');
+    expect(new Set(deep)).toEqual(new Set(['GRAPHQL_VALIDATION_FAILED']));
   });
 });
