@@ -260,6 +260,25 @@ describe('graphql-ws: a bad subscribe fails that operation only', () => {
   });
 });
 
+describe('graphql-ws: protocol errors are the client\'s', () => {
+  it('a message only a server sends (next, error, connection_ack) closes the socket with 4400, not 4500', async () => {
+    const { teller } = await createSession(s);
+    for (const type of ['next', 'error', 'connection_ack']) {
+      const closeCode = await new Promise<number>((resolve, reject) => {
+        const ws = new WebSocket(s.wsUrl, 'graphql-transport-ws');
+        ws.on('open', () => ws.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${teller}` } })));
+        ws.on('message', (m) => {
+          if ((JSON.parse(String(m)) as { type: string }).type === 'connection_ack') ws.send(JSON.stringify({ type, id: 'x', payload: {} }));
+        });
+        ws.on('close', (c) => resolve(c));
+        ws.on('error', () => undefined);
+        setTimeout(() => reject(new Error('no close')), 10_000);
+      });
+      expect(closeCode, type).toBe(4400);
+    }
+  });
+});
+
 describe('rate limiting counts every request, including the ones that fail early', () => {
   const LIMIT = 10;
   let r: TestServer;
