@@ -133,7 +133,7 @@ export class Admission {
     if (token && tokenHash && this.known.has(tokenHash)) return { token, tokenHash, key: tokenHash };
     const limited = this.rateLimiter.hit(addressKey(address));
     if (limited) throw limited;
-    if (!token || !tokenHash || LONE_SURROGATE.test(token) || !(await this.o.tokenExists(token))) {
+    if (!token || !tokenHash || !(await this.o.tokenExists(token))) {
       throw apiError('UNAUTHENTICATED', 'The bearer token is not valid; join a session to get one.');
     }
     this.known.add(tokenHash);

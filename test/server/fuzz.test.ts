@@ -165,7 +165,7 @@ async function timed<T>(what: string, p: Promise<T>, ms = 5000): Promise<T> {
 // ---------------------------------------------------------------- properties
 
 describe('fuzzing HTTP', () => {
-  it('random and mutated documents with hostile variables: data or typed errors, and refused mutations write nothing', async () => {
+  it('random and mutated documents with hostile variables: data or typed errors, and operations refused before execution write nothing', async () => {
     await fc.assert(
       fc.asyncProperty(document, variablesArb(), who, fc.option(fc.string({ maxLength: 12 })), async (query, vars, w, operationName) => {
         const before = counts();
