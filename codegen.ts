@@ -26,6 +26,7 @@ const config: CodegenConfig = {
           Message: '../../sessions/index.js#MessageRecord',
           Turn: '../../sessions/index.js#TurnRecord',
           GeneratedImage: '../../sessions/index.js#ImageRecord',
+          Invite: '../../sessions/index.js#InviteRecord',
           SessionEvent: '../../sessions/index.js#SessionEventRecord',
           TurnProgress: '../../sessions/index.js#TurnProgressFrame',
           EngineStatus: '../../sessions/index.js#EngineStatusRecord',

@@ -85,6 +85,14 @@ const LimitsSchema = z.object({
   maxCandidates: int(1, 64).default(8),
   /** Largest PNG returned as a data URL, in bytes. */
   maxDataUrlBytes: int(1024, 64 * 1024 * 1024).default(512 * 1024),
+  /** Most lexical tokens in a GraphQL document (parsing stops there, before validation can be made slow). */
+  maxQueryTokens: int(100, 1_000_000).default(5000),
+  /** Most root fields (aliases included) in one operation; each root field of a mutation counts as one operation. */
+  maxRootFields: int(1, 1000).default(10),
+  /** Largest response body of one operation (HTTP response or graphql-ws message), in bytes. */
+  maxResponseBytes: int(1024, 1 << 30).default(8 * 1024 * 1024),
+  /** Most pixels (width x height, from the PNG header, checked before decoding) of an uploaded image. */
+  maxImagePixels: int(1, 1 << 28).default(2048 * 2048),
 });
 
 const ConfigSchema = z.object({
@@ -219,6 +227,10 @@ const ENV: Record<string, string> = {
   MAX_CANDIDATES: 'limits.maxCandidates',
   MAX_STEPS: 'limits.maxSteps',
   MAX_DATA_URL_BYTES: 'limits.maxDataUrlBytes',
+  MAX_QUERY_TOKENS: 'limits.maxQueryTokens',
+  MAX_ROOT_FIELDS: 'limits.maxRootFields',
+  MAX_RESPONSE_BYTES: 'limits.maxResponseBytes',
+  MAX_IMAGE_PIXELS: 'limits.maxImagePixels',
 };
 
 /** Command-line flags (`--port 4000` or `--port=4000`) -> config path; they override the environment. */

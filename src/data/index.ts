@@ -1,5 +1,6 @@
 /** Public surface of the data part: images, episodes, renderers, datasets. */
 export * from './image.js';
+export { checkPng, PngCheckError, type PngHeader } from './pngCheck.js';
 export * from './episode.js';
 export { Rng, hashSeed, hashString, mulberry32 } from './prng.js';
 export * from './iclevr.js';

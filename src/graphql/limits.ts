@@ -1,7 +1,8 @@
 /**
- * Request limits shared by HTTP (an Apollo plugin) and graphql-ws (onSubscribe): operations per caller per minute,
- * query depth and query complexity. Each violation is a typed GraphQL error (RATE_LIMITED, QUERY_TOO_DEEP,
- * QUERY_TOO_COMPLEX), raised before any resolver runs, so nothing is written.
+ * The shape and rate limits of operations, as pure functions (the admission path applies them to HTTP and graphql-ws
+ * alike): root fields per operation, query depth, query complexity, operations per caller per minute. Each violation
+ * is a typed GraphQL error (TOO_MANY_ROOT_FIELDS, QUERY_TOO_DEEP, QUERY_TOO_COMPLEX, RATE_LIMITED), raised before any
+ * resolver runs, so nothing is written.
  */
 import type {
   DocumentNode,
@@ -45,9 +46,13 @@ export function operationDepth(op: OperationDefinitionNode, fragments: Map<strin
   return depthOf(op.selectionSet, new Set());
 }
 
-/** Cost: 1 per field, lists multiply their items' cost by `last`/`first` (or 20), PNG fields cost 10. */
+/**
+ * Cost: 1 per field, lists multiply their items' cost by `last`/`first` (or 20), PNG fields cost 10. Introspection
+ * costs 1 per selected field without list multiplication: the schema is small and fixed, and graphql's
+ * MaxIntrospectionDepthRule bounds its nesting, so what grows a response is selections (aliases), counted here.
+ */
 const estimator: ComplexityEstimator = ({ field, args, childComplexity, type }) => {
-  if (type.name.startsWith('__') || field.name.startsWith('__')) return 0;
+  if (type.name.startsWith('__') || field.name.startsWith('__')) return 1 + childComplexity;
   const own = HEAVY_FIELDS.has(field.name) ? 10 : 1;
   if (isListType(getNullableType(field.type))) {
     const n = typeof args.last === 'number' ? args.last : typeof args.first === 'number' ? args.first : DEFAULT_LIST_SIZE;
@@ -63,16 +68,52 @@ export interface OperationCheck {
   variables?: Record<string, unknown> | null;
 }
 
-/** Depth and complexity errors of an operation (empty when within limits). */
-export function checkOperation(limits: Limits, c: OperationCheck): GraphQLError[] {
+/** The operation a request runs (by name, or the only one) and the document's fragments. */
+export function selectOperation(
+  document: DocumentNode,
+  operationName?: string | null,
+): { op: OperationDefinitionNode | null; fragments: Map<string, FragmentDefinitionNode> } {
   const fragments = new Map<string, FragmentDefinitionNode>();
   const ops: OperationDefinitionNode[] = [];
-  for (const d of c.document.definitions) {
+  for (const d of document.definitions) {
     if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, d);
     else if (d.kind === Kind.OPERATION_DEFINITION) ops.push(d);
   }
-  const op = c.operationName ? ops.find((o) => o.name?.value === c.operationName) : ops[0];
+  const op = operationName ? ops.find((o) => o.name?.value === operationName) : ops.length === 1 ? ops[0]! : null;
+  return { op: op ?? null, fragments };
+}
+
+/** Root fields an operation selects, aliases counted (fragments expanded; `__typename` not counted). */
+export function rootFieldCount(op: OperationDefinitionNode, fragments: Map<string, FragmentDefinitionNode>): number {
+  const count = (set: SelectionSetNode, seen: Set<string>): number => {
+    let n = 0;
+    for (const sel of set.selections) {
+      if (sel.kind === Kind.FIELD) n += sel.name.value === '__typename' ? 0 : 1;
+      else if (sel.kind === Kind.INLINE_FRAGMENT) n += count(sel.selectionSet, seen);
+      else {
+        const frag = fragments.get(sel.name.value);
+        if (frag && !seen.has(sel.name.value)) n += count(frag.selectionSet, new Set([...seen, sel.name.value]));
+      }
+    }
+    return n;
+  };
+  return count(op.selectionSet, new Set());
+}
+
+/** Root-field, depth and complexity errors of an operation (empty when within limits). */
+export function checkOperation(limits: Limits, c: OperationCheck): GraphQLError[] {
+  const { op, fragments } = selectOperation(c.document, c.operationName);
   if (!op) return [];
+  const roots = rootFieldCount(op, fragments);
+  if (roots > limits.maxRootFields) {
+    return [
+      apiError(
+        'TOO_MANY_ROOT_FIELDS',
+        `The operation selects ${roots} root fields (aliases count); the limit is ${limits.maxRootFields}. Send fewer per operation.`,
+        { rootFields: roots, limit: limits.maxRootFields },
+      ),
+    ];
+  }
   const depth = operationDepth(op, fragments);
   if (depth > limits.maxQueryDepth) {
     return [
@@ -90,16 +131,22 @@ export function checkOperation(limits: Limits, c: OperationCheck): GraphQLError[
       query: c.document,
       operationName: c.operationName ?? undefined,
       variables: c.variables ?? {},
+      // Every field costs at least 1, so more nodes than this is over the limit whatever they are.
+      maxQueryNodes: limits.maxQueryComplexity + 1,
     });
-  } catch {
-    return []; // malformed variables: graphql's own validation reports them
+  } catch (err) {
+    if (err instanceof Error && /maximum allowed number of nodes/.test(err.message)) {
+      complexity = Infinity;
+    } else {
+      return []; // malformed variables: reported by variable coercion (BAD_USER_INPUT) before anything runs
+    }
   }
   if (complexity > limits.maxQueryComplexity) {
     return [
       apiError(
         'QUERY_TOO_COMPLEX',
-        `The query's estimated cost is ${complexity}; the limit is ${limits.maxQueryComplexity}. Ask for fewer items (last/first) or fewer fields.`,
-        { complexity, limit: limits.maxQueryComplexity },
+        `The query's estimated cost is ${Number.isFinite(complexity) ? complexity : `over ${limits.maxQueryComplexity}`}; the limit is ${limits.maxQueryComplexity}. Ask for fewer items (last/first) or fewer fields.`,
+        { complexity: Number.isFinite(complexity) ? complexity : limits.maxQueryComplexity + 1, limit: limits.maxQueryComplexity },
       ),
     ];
   }
@@ -114,21 +161,23 @@ export class RateLimiter {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Count one operation for `key`; returns an error (and does not count it) when over the limit. */
-  hit(key: string): GraphQLError | null {
+  /** Count `n` operations for `key`, all or none; returns an error (and counts nothing) when over the limit. */
+  hit(key: string, n = 1): GraphQLError | null {
     const t = this.now();
     const windowStart = t - 60_000;
     const list = (this.hits.get(key) ?? []).filter((x) => x > windowStart);
-    if (list.length >= this.perMinute) {
+    if (list.length + n > this.perMinute) {
       this.hits.set(key, list);
-      const retryAfterMs = list[0]! + 60_000 - t;
+      // When enough of the window's hits have expired to make room for n more.
+      const k = Math.min(list.length - 1, Math.max(0, list.length + n - this.perMinute - 1));
+      const retryAfterMs = k >= 0 ? list[k]! + 60_000 - t : 60_000;
       return apiError(
         'RATE_LIMITED',
         `Too many operations: the limit is ${this.perMinute} per minute. Try again in ${Math.ceil(retryAfterMs / 1000)} s.`,
         { limit: this.perMinute, retryAfterMs },
       );
     }
-    list.push(t);
+    for (let i = 0; i < n; i++) list.push(t);
     this.hits.set(key, list);
     if (this.hits.size > 10_000) this.prune(windowStart);
     return null;

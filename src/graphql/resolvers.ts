@@ -37,10 +37,9 @@ export const resolvers: Resolvers = {
 
   Mutation: {
     createSession: (_p, { input }, ctx) => ctx.service.createSession(ctx.tokenHash, input),
-    joinSession: async (_p, { input }, ctx) => {
-      const r = await ctx.service.joinSession(ctx.tokenHash, ctx.token, input);
-      return r;
-    },
+    joinSession: (_p, { input }, ctx) => ctx.service.joinSession(ctx.tokenHash, ctx.token, input),
+    createInvite: (_p, args, ctx) => ctx.service.createInvite(ctx.tokenHash, args),
+    revokeInvite: (_p, { inviteId }, ctx) => ctx.service.revokeInvite(ctx.tokenHash, inviteId),
     leaveSession: (_p, { sessionId }, ctx) => ctx.service.leaveSession(ctx.tokenHash, sessionId),
     sendMessage: (_p, { sessionId, text }, ctx) => ctx.service.sendMessage(ctx.tokenHash, sessionId, text),
     submitTurn: (_p, { input }, ctx) => ctx.service.submitTurn(ctx.tokenHash, input),
@@ -82,6 +81,10 @@ export const resolvers: Resolvers = {
 
   Participant: {
     left: (p) => p.leftAt !== null,
+  },
+
+  Invite: {
+    revoked: (i) => i.revokedAt !== null,
   },
 
   Message: {

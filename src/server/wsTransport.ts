@@ -10,6 +10,7 @@
 import type http from 'node:http';
 import type { WebSocketServer, WebSocket } from 'ws';
 import { CloseCode, handleProtocols, makeServer, type ServerOptions } from 'graphql-ws';
+import type { Caller } from '../graphql/index.js';
 import { partLogger } from '../log/index.js';
 
 const log = partLogger('server');
@@ -18,13 +19,26 @@ const log = partLogger('server');
 export type SocketExtra = {
   socket: WebSocket;
   request: http.IncomingMessage;
-  token?: string;
-  tokenHash?: string;
+  /** Set by onConnect once the connection's token is admitted. */
+  caller?: Caller;
 };
 
 export interface WsTransport {
   /** Close every connection with 1001 Going Away and stop the WebSocket server. */
   dispose(): Promise<void>;
+}
+
+/** Message types of the protocol that only the server sends. */
+const SERVER_ONLY = new Set(['connection_ack', 'next', 'error']);
+
+/** The `type` of a JSON message, or null when it has none (graphql-ws reports malformed messages itself). */
+function messageType(text: string): string | null {
+  try {
+    const m: unknown = JSON.parse(text);
+    return m !== null && typeof m === 'object' && typeof (m as { type?: unknown }).type === 'string' ? (m as { type: string }).type : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Serve the graphql-transport-ws protocol on `wss`, pinging idle clients every `keepAliveMs`. */
@@ -61,8 +75,16 @@ export function serveGraphqlWs(
         close: (code, reason) => socket.close(code, reason),
         onMessage: (cb) =>
           socket.on('message', async (data) => {
+            const text = String(data);
+            // Messages only a server sends are the client's protocol error (4400), not a server failure: graphql-ws
+            // throws on them, which would close the socket with 4500.
+            const type = messageType(text);
+            if (type !== null && SERVER_ONLY.has(type)) {
+              socket.close(CloseCode.BadRequest, `Unexpected message of type ${type} from a client`);
+              return;
+            }
             try {
-              await cb(String(data));
+              await cb(text);
             } catch (err) {
               log.error({ err }, 'graphql-ws message handling failed');
               socket.close(CloseCode.InternalServerError, 'Internal server error');

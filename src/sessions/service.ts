@@ -7,7 +7,7 @@
  */
 import crypto from 'node:crypto';
 import type { Config, TurnSettings } from '../config/index.js';
-import { decodePng, type RgbImage } from '../data/index.js';
+import { checkPng, decodePng, PngCheckError, type RgbImage } from '../data/index.js';
 import { partLogger } from '../log/index.js';
 import type { Db } from './db.js';
 import type { EngineHooks, EngineStatusInfo, GenerationEngine, ModelStatusInfo, TurnInputs, TurnProgressReport } from './engineContract.js';
@@ -17,6 +17,7 @@ import type { LatentStore } from './latentStore.js';
 import type {
   DrawingSession,
   GeneratedImage,
+  Invite,
   Message,
   Participant,
   Role,
@@ -29,6 +30,8 @@ const log = partLogger('sessions');
 export type ParticipantRecord = Participant;
 export type MessageRecord = Message;
 export type TurnRecord = Turn;
+/** An invite code's row; `code` is set only in createInvite's answer (the database keeps its hash). */
+export type InviteRecord = Omit<Invite, 'codeHash'> & { code: string | null };
 /** Image metadata (the PNG bytes are loaded only when asked for). */
 export type ImageRecord = Omit<GeneratedImage, 'png'>;
 /** A session as seen by one of its participants (`viewerId`). */
@@ -114,6 +117,23 @@ export interface CreateSessionInput {
   backgroundPng?: string | null;
 }
 
+export interface JoinSessionInput {
+  sessionId: string;
+  name: string;
+  role: Role;
+  /** An invite code for `role`, created by a teller of the session. */
+  invite: string;
+}
+
+export interface CreateInviteInput {
+  sessionId: string;
+  role: Role;
+  /** Seconds until the code stops working (null: no expiry). */
+  expiresInSeconds?: number | null;
+  /** Joins the code allows (null: no limit). */
+  maxUses?: number | null;
+}
+
 export interface SubmitTurnInput {
   sessionId: string;
   instruction: string;
@@ -144,6 +164,11 @@ const previewKey = (turnId: string): string => `preview:${turnId}`;
 const RETAIN_PREVIEW_MS = 10 * 60_000;
 
 const ACTIVE: TurnStatus[] = ['QUEUED', 'RUNNING'];
+/** Longest an invite may stay valid, and most joins one may allow. */
+const MAX_INVITE_SECONDS = 30 * 24 * 3600;
+const MAX_INVITE_USES = 10_000;
+/** A lone UTF-16 surrogate (paired ones form one code point under the u flag): not text, and not storable. */
+const LONE_SURROGATE = /\p{Cs}/u;
 const IMAGE_META = {
   id: true,
   sessionId: true,
@@ -160,6 +185,14 @@ export function hashToken(token: string): string {
 
 function newToken(): string {
   return crypto.randomBytes(32).toString('base64url');
+}
+
+function newInviteCode(): string {
+  return crypto.randomBytes(16).toString('base64url');
+}
+
+function inviteRecord({ codeHash: _hash, ...row }: Invite, code: string | null = null): InviteRecord {
+  return { ...row, code };
 }
 
 function newId(): string {
@@ -257,6 +290,9 @@ export class SessionsService implements EngineHooks {
   // ---------------------------------------------------------------- validation
 
   private checkText(what: string, text: string, max: number): string {
+    if (LONE_SURROGATE.test(text)) {
+      throw new DomainError('BAD_USER_INPUT', `${what} contains a lone UTF-16 surrogate; send valid Unicode text.`);
+    }
     const t = text.trim();
     if (t.length === 0) throw new DomainError('BAD_USER_INPUT', `${what} must not be empty.`);
     if (t.length > max) {
@@ -288,9 +324,17 @@ export class SessionsService implements EngineHooks {
     if (input.backgroundPng) {
       const m = /^data:image\/png;base64,([A-Za-z0-9+/=]+)$/.exec(input.backgroundPng);
       if (!m) throw new DomainError('BAD_USER_INPUT', 'backgroundPng must be a data:image/png;base64 URL.');
+      const bytes = Buffer.from(m[1]!, 'base64');
+      try {
+        // PNG only, its size from the header, complete image data: checked before the decoder allocates anything.
+        checkPng(bytes, { maxPixels: limits.maxImagePixels });
+      } catch (err) {
+        if (err instanceof PngCheckError) throw new DomainError('BAD_USER_INPUT', `backgroundPng is refused: ${err.message}.`);
+        throw err;
+      }
       let img: RgbImage;
       try {
-        img = await decodePng(Buffer.from(m[1]!, 'base64'), served.canvasSize);
+        img = await decodePng(bytes, served.canvasSize);
       } catch {
         throw new DomainError('BAD_USER_INPUT', 'backgroundPng is not a readable PNG.');
       }
@@ -330,11 +374,12 @@ export class SessionsService implements EngineHooks {
     return { ...result, token: token ?? '' };
   }
 
-  async joinSession(
-    callerTokenHash: string | null,
-    callerToken: string | null,
-    input: { sessionId: string; name: string; role: Role },
-  ): Promise<JoinResult> {
+  /**
+   * Join a session with an invite code that grants the asked role. The code must be the session's, not revoked,
+   * not expired, not used up, and its creator must still be an active teller. Joining again while active returns
+   * the participant as it is (no use counted); a participant who left rejoins with the invite's role.
+   */
+  async joinSession(callerTokenHash: string | null, callerToken: string | null, input: JoinSessionInput): Promise<JoinResult> {
     const name = this.checkText('The name', input.name, this.config.limits.maxNameLength);
     const token = callerToken ?? newToken();
     const tokenHash = callerTokenHash ?? hashToken(token);
@@ -342,10 +387,28 @@ export class SessionsService implements EngineHooks {
       this.db.$transaction(async (tx) => {
         const s = await tx.drawingSession.findUnique({ where: { id: input.sessionId }, select: { id: true } });
         if (!s) throw new DomainError('NOT_FOUND', 'No such session.', { sessionId: input.sessionId });
+        const invite = await tx.invite.findUnique({ where: { codeHash: hashToken(input.invite) }, include: { createdBy: true } });
+        if (!invite || invite.sessionId !== input.sessionId) {
+          throw new DomainError('FORBIDDEN', 'The invite code is not valid for this session; ask a teller for one.');
+        }
+        if (invite.revokedAt) throw new DomainError('FORBIDDEN', 'This invite code was revoked; ask a teller for a new one.');
+        if (invite.expiresAt && invite.expiresAt.getTime() <= Date.now()) {
+          throw new DomainError('FORBIDDEN', 'This invite code has expired; ask a teller for a new one.');
+        }
+        if (invite.maxUses !== null && invite.uses >= invite.maxUses) {
+          throw new DomainError('FORBIDDEN', 'This invite code is used up; ask a teller for a new one.');
+        }
+        if (invite.role !== input.role) {
+          throw new DomainError('FORBIDDEN', `This invite code grants ${invite.role}, not ${input.role}.`, { role: invite.role });
+        }
+        if (invite.createdBy.role !== 'TELLER' || invite.createdBy.leftAt) {
+          throw new DomainError('FORBIDDEN', 'The teller who created this invite code has left; ask a teller for a new one.');
+        }
         const existing = await tx.participant.findUnique({
           where: { sessionId_tokenHash: { sessionId: input.sessionId, tokenHash } },
         });
         if (existing && !existing.leftAt) return { participant: existing, joined: false };
+        await tx.invite.update({ where: { id: invite.id }, data: { uses: { increment: 1 } } });
         const data = { name, role: input.role, leftAt: null, online: false };
         const participant = existing
           ? await tx.participant.update({ where: { id: existing.id }, data })
@@ -355,6 +418,42 @@ export class SessionsService implements EngineHooks {
     );
     if (joined) this.emit({ kind: 'PARTICIPANT_JOINED', sessionId: input.sessionId, participant });
     return { session: await this.sessionFor(participant), participant, token };
+  }
+
+  /** A teller creates an invite code for a role; the code is in this answer only. */
+  async createInvite(tokenHash: string | null, input: CreateInviteInput): Promise<InviteRecord> {
+    const me = await this.requireMember(tokenHash, input.sessionId);
+    if (me.role !== 'TELLER') throw new DomainError('FORBIDDEN', 'Only a teller of the session creates invite codes.');
+    this.checkNumber('expiresInSeconds', input.expiresInSeconds, 1, MAX_INVITE_SECONDS, true);
+    this.checkNumber('maxUses', input.maxUses, 1, MAX_INVITE_USES, true);
+    const code = newInviteCode();
+    const invite = await this.writes.run(() =>
+      this.db.invite.create({
+        data: {
+          id: newId(),
+          sessionId: input.sessionId,
+          role: input.role,
+          codeHash: hashToken(code),
+          createdById: me.id,
+          expiresAt: input.expiresInSeconds ? new Date(Date.now() + input.expiresInSeconds * 1000) : null,
+          maxUses: input.maxUses ?? null,
+        },
+      }),
+    );
+    log.info({ sessionId: input.sessionId, inviteId: invite.id, role: invite.role }, 'invite created');
+    return inviteRecord(invite, code);
+  }
+
+  /** A teller revokes an invite code of their session; who joined with it stays. */
+  async revokeInvite(tokenHash: string | null, inviteId: string): Promise<InviteRecord> {
+    const found = await this.db.invite.findUnique({ where: { id: inviteId } });
+    if (!found) throw new DomainError('NOT_FOUND', 'No such invite.', { inviteId });
+    const me = await this.requireMember(tokenHash, found.sessionId);
+    if (me.role !== 'TELLER') throw new DomainError('FORBIDDEN', 'Only a teller of the session revokes invite codes.');
+    const invite = await this.writes.run(() =>
+      this.db.invite.update({ where: { id: inviteId }, data: { revokedAt: found.revokedAt ?? new Date() } }),
+    );
+    return inviteRecord(invite);
   }
 
   async leaveSession(tokenHash: string | null, sessionId: string): Promise<ParticipantRecord> {
@@ -402,6 +501,8 @@ export class SessionsService implements EngineHooks {
 
     const turn = await this.writes.run(() =>
       this.db.$transaction(async (tx) => {
+        // Checked again where the write happens: a drain that began while this request waited refuses it too.
+        if (!this.accepting) throw new DomainError('INVALID_STATE', 'The server is shutting down; try again shortly.');
         const active = await tx.turn.count({ where: { sessionId: input.sessionId, status: { in: ACTIVE } } });
         if (active >= limits.maxQueuedTurnsPerSession) {
           throw new DomainError(

@@ -243,11 +243,17 @@ async function run(servers: Server[], batching: boolean, n: number, args: Args):
   await Promise.all(
     sessions.map(async (s) => {
       const tokens = [s.teller];
+      const inv = await gql<{ createInvite: { code: string } }>(
+        server.url,
+        `mutation($s: ID!) { createInvite(sessionId: $s, role: OBSERVER) { code } }`,
+        { s: s.id },
+        s.teller,
+      );
       for (let k = 1; k < args.subscribers; k++) {
         const j = await gql<{ joinSession: { token: string } }>(
           at(s.index).url,
           `mutation($i: JoinSessionInput!) { joinSession(input: $i) { token } }`,
-          { i: { sessionId: s.id, name: `watcher ${k}`, role: 'OBSERVER' } },
+          { i: { sessionId: s.id, name: `watcher ${k}`, role: 'OBSERVER', invite: inv.createInvite.code } },
         );
         tokens.push(j.joinSession.token);
       }

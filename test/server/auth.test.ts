@@ -72,7 +72,7 @@ describe('bearer tokens', () => {
   it('one token can join several sessions; joinSession with it returns the same token', async () => {
     const a = await createSession(s, { title: 'first' });
     const b = await createSession(s, { title: 'second' });
-    const again = await join(s, b.sessionId, 'DRAWER', 'me too', a.teller);
+    const again = await join(s, b, 'DRAWER', 'me too', a.teller);
     expect(again).toBe(a.teller);
     const list = await s.ok<{ sessions: Array<{ id: string; title: string; me: { role: string } }> }>(
       `{ sessions { id title me { role } } }`,
@@ -114,7 +114,7 @@ describe('nobody reads or subscribes to a session they have not joined', () => {
 
   it('after leaveSession the token no longer reads the session, and others see them leave', async () => {
     const { sessionId, teller } = await createSession(s);
-    const drawer = await join(s, sessionId, 'DRAWER', 'Leaver');
+    const drawer = await join(s, { sessionId, teller }, 'DRAWER', 'Leaver');
     const ev = new Collector<EventItem>(s.ws(teller), EVENTS, { sessionId }, (d) => d.sessionEvents as EventItem);
     await ev.until((e) => e.some((x) => x.kind === 'PARTICIPANT_ONLINE'), 10_000, 'online');
     const theirs = new Collector<EventItem>(s.ws(drawer), EVENTS, { sessionId }, (d) => d.sessionEvents as EventItem);
@@ -133,8 +133,8 @@ describe('nobody reads or subscribes to a session they have not joined', () => {
 describe('roles', () => {
   it('observers only read; drawers chat but submit only when the session allows it; tellers do everything', async () => {
     const { sessionId, teller } = await createSession(s);
-    const drawer = await join(s, sessionId, 'DRAWER');
-    const observer = await join(s, sessionId, 'OBSERVER');
+    const drawer = await join(s, { sessionId, teller }, 'DRAWER');
+    const observer = await join(s, { sessionId, teller }, 'OBSERVER');
 
     // Observers read and subscribe...
     const seen = await s.ok<{ session: { me: { role: string }; participants: Array<{ role: string }> } }>(SESSION, { id: sessionId }, observer);
@@ -172,8 +172,8 @@ describe('roles', () => {
   });
 
   it('in a session that allows it, drawers submit turns and may cancel their own', async () => {
-    const { sessionId } = await createSession(s, { allowDrawerTurns: true });
-    const drawer = await join(s, sessionId, 'DRAWER');
+    const { sessionId, teller } = await createSession(s, { allowDrawerTurns: true });
+    const drawer = await join(s, { sessionId, teller }, 'DRAWER');
     const t = await submit(s, drawer, sessionId, 'put a green cylinder behind it', { steps: 200 });
     const c = await s.ok<{ cancelTurn: { status: string } }>(`mutation($t: ID!) { cancelTurn(turnId: $t) { status } }`, { t: t.id }, drawer);
     expect(c.cancelTurn.status).toBe('CANCELLED');

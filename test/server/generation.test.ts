@@ -33,10 +33,10 @@ const framesOf = (c: Collector<Frame>, turnId: string): Frame[] => c.items.filte
 describe('turns through the server', () => {
   it('a teller and a drawer both receive every preview and the final image, in order', async () => {
     const { sessionId, teller } = await createSession(s);
-    const drawer = await join(s, sessionId, 'DRAWER', 'Drew');
+    const drawer = await join(s, { sessionId, teller }, 'DRAWER', 'Drew');
     // An observer watches the lifecycle; each participant's first subscription flips them online, which is how
     // the test knows a subscription is live before anything is submitted.
-    const observer = await join(s, sessionId, 'OBSERVER', 'Obi');
+    const observer = await join(s, { sessionId, teller }, 'OBSERVER', 'Obi');
     const de = new Collector<EventItem>(s.ws(observer), EVENTS, { sessionId }, (d) => d.sessionEvents as EventItem);
     const online = (name: string) => (ev: EventItem[]) => ev.some((e) => e.kind === 'PARTICIPANT_ONLINE' && e.participant?.name === name);
     await de.until(online('Obi'), 10_000, 'observer online');

@@ -248,8 +248,24 @@ export async function createSession(s: TestServer, opts: { allowDrawerTurns?: bo
   return { sessionId: d.createSession.session.id, teller: d.createSession.token };
 }
 
-export async function join(s: TestServer, sessionId: string, role: 'TELLER' | 'DRAWER' | 'OBSERVER', name = role.toLowerCase(), token: string | null = null): Promise<string> {
-  const d = await s.ok<{ joinSession: { token: string } }>(JOIN, { input: { sessionId, name, role } }, token);
+export const CREATE_INVITE = /* GraphQL */ `
+  mutation Invite($sessionId: ID!, $role: Role!, $expiresInSeconds: Int, $maxUses: Int) {
+    createInvite(sessionId: $sessionId, role: $role, expiresInSeconds: $expiresInSeconds, maxUses: $maxUses) {
+      id code role expiresAt maxUses uses revoked }
+  }`;
+
+export type RoleName = 'TELLER' | 'DRAWER' | 'OBSERVER';
+
+/** A teller of the session creates an invite code for `role`. */
+export async function invite(s: TestServer, teller: string, sessionId: string, role: RoleName, opts: { expiresInSeconds?: number; maxUses?: number } = {}): Promise<{ id: string; code: string }> {
+  const d = await s.ok<{ createInvite: { id: string; code: string } }>(CREATE_INVITE, { sessionId, role, ...opts }, teller);
+  return d.createInvite;
+}
+
+/** Join a session as `role` with an invite its teller creates for it; returns the joiner's token. */
+export async function join(s: TestServer, session: { sessionId: string; teller: string }, role: RoleName, name = role.toLowerCase(), token: string | null = null): Promise<string> {
+  const { code } = await invite(s, session.teller, session.sessionId, role);
+  const d = await s.ok<{ joinSession: { token: string } }>(JOIN, { input: { sessionId: session.sessionId, name, role, invite: code } }, token);
   return d.joinSession.token;
 }
 
@@ -284,3 +300,34 @@ export async function waitTurn(s: TestServer, token: string, id: string, statuse
     return statuses.includes(t.status) ? t : null;
   }, ms, `turn ${id} to reach ${statuses.join('/')}`);
 }
+
+// ---------------------------------------------------------------- raw requests (hostile clients)
+
+export interface RawResponse {
+  status: number;
+  headers: Headers;
+  text: string;
+  /** The body as JSON, or null when it is not JSON. */
+  json: { data?: unknown; errors?: Array<{ message: string; extensions?: { code?: string } & Record<string, unknown> }> } | null;
+}
+
+/** Send exactly these bytes and headers (no JSON encoding, no defaults). */
+export async function rawRequest(url: string, init: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<RawResponse> {
+  const res = await fetch(url, { method: init.method ?? 'POST', headers: init.headers ?? {}, ...(init.body !== undefined ? { body: typeof init.body === 'string' ? init.body : new Uint8Array(init.body) } : {}) });
+  const text = await res.text();
+  let json: RawResponse['json'] = null;
+  try {
+    json = JSON.parse(text) as RawResponse['json'];
+  } catch {
+    json = null;
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+/** Does a response body leak internals (stack frames, file paths, an HTML error page)? */
+export function leaksInternals(text: string): boolean {
+  return /\bat \S+ \(|\/work\/|\/home\/|node_modules|\.[jt]s:\d+:\d+|<html|<pre>/i.test(text);
+}
+
+/** The first error code of a GraphQL-shaped answer. */
+export const errorCode = (r: { errors?: Array<{ extensions?: { code?: string } }> } | null | undefined): string | undefined => r?.errors?.[0]?.extensions?.code;

@@ -20,7 +20,7 @@ describe.skipIf(!url)('PostgreSQL', () => {
 
   it('migrates at start, and sessions, messages, turns and images round-trip', async () => {
     const { sessionId, teller } = await createSession(s);
-    const drawer = await join(s, sessionId, 'DRAWER');
+    const drawer = await join(s, { sessionId, teller }, 'DRAWER');
     await s.ok(`mutation($s: ID!) { sendMessage(sessionId: $s, text: "left side") { id } }`, { s: sessionId }, drawer);
     const t = await submit(s, teller, sessionId, 'add a red cube', { steps: 2, candidates: 2 });
     expect(t.text).toBe('add a red cube left side');

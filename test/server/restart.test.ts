@@ -117,10 +117,18 @@ describe('restart', () => {
         const turnId = sub.data.submitTurn.id as string;
         await eventually(async () => (await post(`query($id: ID!) { turn(id: $id) { status } }`, { id: turnId }, token)).data.turn.status === 'RUNNING', 60_000, 'running');
         child.kill(signal);
+        // Work sent right after SIGTERM is refused (INVALID_STATE), or finds the port already closed; never accepted.
+        const late =
+          signal === 'SIGTERM'
+            ? await new Promise((r) => setTimeout(r, 30)).then(() =>
+                post(`mutation($i: SubmitTurnInput!) { submitTurn(input: $i) { id } }`, { i: { sessionId, instruction: 'add a blue sphere', steps: 2 } }, token).catch(() => null),
+              )
+            : null;
+        if (late) expect(late.errors?.[0]?.extensions?.code).toBe('INVALID_STATE');
         const exit = await exited;
         if (signal === 'SIGTERM') {
           expect(exit.code).toBe(0);
-          expect(statuses(dataDir)[turnId]).toBe('QUEUED');
+          expect(statuses(dataDir)).toEqual({ [turnId]: 'QUEUED' });
         } else {
           expect(exit.signal).toBe('SIGKILL');
           expect(statuses(dataDir)[turnId]).toBe('RUNNING');
