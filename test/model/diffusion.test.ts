@@ -73,6 +73,22 @@ describe('q(x_t | x0) (Eq. 3) and the posterior (Eq. 7)', () => {
     close(val(diffusion.predictX0FromEps(xt, t, noise)), val(x0), 1e-3);
   });
 
+  it('eps from x0 inverts x0 from eps, and an eps shift from a mean shift moves the Eq. 8 mean by exactly that', () => {
+    const xt = diffusion.qSample(x0, t, noise);
+    close(val(diffusion.predictEpsFromX0(xt, t, diffusion.predictX0FromEps(xt, t, noise))), val(noise), 1e-3);
+    const dMu = tf.tensor4d([0.01, -0.02, 0.03, 0.005], [2, 1, 1, 2]);
+    const shifted = diffusion.meanFromEps(xt, t, tf.add(noise, diffusion.epsFromMeanShift(dMu, t)) as tf.Tensor4D);
+    close(val(tf.sub(shifted, diffusion.meanFromEps(xt, t, noise))), val(dMu), 1e-3);
+  });
+
+  it('per-item schedule steps gather each item\'s coefficients from its own (respaced) diffusion', () => {
+    const sp = new SpacedDiffusion(diffusion, spacedTimesteps(T, 10));
+    const steps = [{ diffusion: sp, index: 9 }, { diffusion, index: 700 }];
+    close(val(diffusion.extract('sqrtRecipm1AlphasCumprod', steps)), [sp.sqrtRecipm1AlphasCumprod[9]!, diffusion.sqrtRecipm1AlphasCumprod[700]!]);
+    close(val(diffusion.extract('logBetas', [{ diffusion, index: 3 }, { diffusion, index: 700 }])), val(diffusion.extract('logBetas', t)));
+    expect(() => diffusion.extract('nope', t)).toThrow(/no table/);
+  });
+
   it('learned variance (Eq. 9) spans log beta~ (v = -1) to log beta (v = 1)', () => {
     const lo = diffusion.learnedLogVariance(tf.fill([2, 1, 1, 2], -1) as tf.Tensor4D, t);
     const hi = diffusion.learnedLogVariance(tf.fill([2, 1, 1, 2], 1) as tf.Tensor4D, t);
@@ -85,10 +101,9 @@ describe('q(x_t | x0) (Eq. 3) and the posterior (Eq. 7)', () => {
   it('a DDIM step with the true noise lands exactly on q(x_{t-1} | x0) with the same noise', () => {
     const xt = diffusion.qSample(x0, t, noise);
     const prev = tf.tensor1d([1, 650], 'int32');
-    const { sample, predX0 } = diffusion.ddimStep(xt, noise, [diffusion.alphasCumprod[3]!, diffusion.alphasCumprod[700]!], [
-      diffusion.alphasCumprod[1]!,
-      diffusion.alphasCumprod[650]!,
-    ]);
+    // From 3 to 1 and from 700 to 650: neighbours in a respaced schedule over those timesteps.
+    const sp = new SpacedDiffusion(diffusion, [1, 3, 650, 700]);
+    const { sample, predX0 } = diffusion.ddimStep(xt, noise, [{ diffusion: sp, index: 1 }, { diffusion: sp, index: 3 }]);
     close(val(sample), val(diffusion.qSample(x0, prev, noise)), 1e-3);
     close(val(predX0), val(x0), 1e-3);
   });
@@ -98,7 +113,10 @@ describe('q(x_t | x0) (Eq. 3) and the posterior (Eq. 7)', () => {
     const xt = tf.fill([1, 2, 2, 1], 1) as tf.Tensor4D;
     const eps = tf.fill([1, 2, 2, 1], 0.9) as tf.Tensor4D;
     const T = diffusion.numTimesteps - 1;
-    const step = (d: GaussianDiffusion) => Math.max(...val(d.ddimStep(xt, eps, [d.alphasCumprod[T]!], [d.alphasCumprod[T - 20]!]).predX0));
+    const step = (d: GaussianDiffusion) => {
+      const sp = new SpacedDiffusion(d, [T - 20, T]);
+      return Math.max(...val(sp.ddimStep(xt, eps, [{ diffusion: sp, index: 1 }]).predX0));
+    };
     const betas = cosineBetas(1000);
     expect(step(diffusion)).toBeCloseTo(1, 5);
     expect(step(new GaussianDiffusion(betas, { dataKind: 'continuous', x0Range: 2.5 }))).toBeCloseTo(2.5, 5);

@@ -48,7 +48,7 @@ function manualFirstStep(r: SampleRequest): tf.Tensor4D {
     const epsC = model.diffusion.splitOutput(model.denoise(x, ref, t, cond.c, cond.context)).eps;
     const epsU = model.diffusion.splitOutput(model.denoise(x, ref, t, tf.zerosLike(cond.c), tf.zerosLike(cond.context))).eps;
     const eps = tf.add(tf.mul(r.guidanceScale, epsC), tf.mul(1 - r.guidanceScale, epsU)) as tf.Tensor4D;
-    return model.diffusion.ddimStep(x, eps, [sp.alphasCumprod[i]!], [sp.alphasCumprodPrev[i]!]).sample;
+    return model.diffusion.ddimStep(x, eps, [{ diffusion: sp, index: i }]).sample;
   });
 }
 
