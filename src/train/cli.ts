@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { initBackend, parseBackendFlag } from '../backend/index.js';
-import { AutoencoderCodec, latentSpaceMismatch, loadAutoencoder, loadCheckpoint, saveCheckpoint, validateModelConfig, type CddIcm, type SamplingDefaults } from '../model/index.js';
+import { AutoencoderCodec, latentSpaceMismatch, loadAutoencoder, loadCheckpoint, saveCheckpoint, validateModelConfig, type CddIcm, type SamplingDefaults, type SolverName } from '../model/index.js';
 import { resolveTurnDefaults, type TurnSettings } from '../config/index.js';
 import { assignNamed, readRawWeights } from './checkpointIo.js';
 import { loadEpisodeSource } from './data.js';
@@ -52,7 +52,7 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
 
        npm run train -- --export <checkpoint folder> --out <folder> [--dtype float16|float32]
                         [--weights average|raw] [--default-steps N] [--default-guidance PHI] [--default-icm-guidance PSI]
-                        [--default-candidates N] [--autoencoder DIR]
+                        [--default-candidates N] [--default-solver ddim|dpm++2m] [--autoencoder DIR]
   copies a model checkpoint (weights, config, tokenizer, embedded autoencoder) for shipping, float16 by default;
   --weights raw exports the optimised weights (raw.safetensors) of a run trained with --ema-decay instead of
   their average (the model files, the default); --autoencoder DIR replaces the model's decoder with DIR's (a
@@ -229,6 +229,7 @@ async function exportModel(argv: string[]): Promise<void> {
       'default-guidance': { type: 'string' },
       'default-icm-guidance': { type: 'string' },
       'default-candidates': { type: 'string' },
+      'default-solver': { type: 'string' },
       autoencoder: { type: 'string' },
     },
     strict: true,
@@ -247,6 +248,8 @@ async function exportModel(argv: string[]): Promise<void> {
   if (icmGuidanceScale !== undefined) sampling.icmGuidanceScale = icmGuidanceScale;
   const candidates = num(values['default-candidates'], 'default-candidates');
   if (candidates !== undefined) sampling.candidates = candidates;
+  // validateModelConfig below rejects an unknown solver name.
+  if (values['default-solver'] !== undefined) sampling.solver = values['default-solver'] as SolverName;
   await initBackend(parseBackendFlag(argv, process.env));
   const model = await loadCheckpoint(values.export);
   if (weights === 'raw') {

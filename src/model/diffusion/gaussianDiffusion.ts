@@ -375,8 +375,10 @@ export class GaussianDiffusion {
   /**
    * The scalars of dpmSolverStep at index t, in float64: a = sigma_{t-1} / sigma_t and, written without h so
    * that the last step (sigma_{-1} = 0, h = inf) is exact, alpha_{t-1} (1 - e^{-h}) = alpha_{t-1} - alpha_t a.
-   * Order 2 needs a previous step (index t + 1) and a finite h: the last step is always first order (as
-   * diffusers' lower_order_final).
+   * Order 2 needs a previous step (index t + 1). The last two steps are first order (diffusers'
+   * lower_order_final): the respaced grid ends at timestep 0 (alphabar ~ 1, lambda ~ 5) and then alphabar = 1
+   * (h = inf), so the step into timestep 0 spans several times the previous h (r << 1) and the 2M extrapolation
+   * overshoots there (on Gaussian data with the exact epsilon: 0.19 off at 10 steps, against 0.04 first order).
    */
   solverCoefficients(index: number, order: SolverOrder): SolverCoefficients {
     const T = this.numTimesteps;
@@ -387,7 +389,7 @@ export class GaussianDiffusion {
     const alphaT = this.sqrtAlphasCumprodPrev[index]!;
     const a = sigmaT / sigmaS;
     const b1 = alphaT - alphaS * a;
-    if (order === 1 || index === 0 || index + 1 >= T) return { a, b: b1, c: 0 };
+    if (order === 1 || index <= 1 || index + 1 >= T) return { a, b: b1, c: 0 };
     const h = this.lambdas[index - 1]! - this.lambdas[index]!;
     const hPrev = this.lambdas[index]! - this.lambdas[index + 1]!;
     const half = 1 / (2 * (hPrev / h));
