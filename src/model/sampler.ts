@@ -282,9 +282,11 @@ export class Sampler {
       const c = tf.concat(active.map((s) => s.c)) as tf.Tensor2D;
       const ctx = tf.concat(active.map((s) => s.context)) as tf.Tensor3D;
       const t = tf.tensor1d(active.map((s, i) => s.schedule.timestepMap[at[i]!.index]!), 'int32');
-      // Conditional batch, then the null condition (c = 0, empty context) for the items with phi != 1.
+      // Conditional batch, then the null condition (c = 0, empty context) for the items with phi != 1; a
+      // guidance-distilled student gives the guided epsilon in the one conditional pass instead.
+      const distilled = m.guidanceDistilled;
       let inX = xt, inRef = ref, inC = c, inCtx = ctx, inT = t;
-      if (guided.length > 0) {
+      if (guided.length > 0 && !distilled) {
         const g = tf.tensor1d(guided, 'int32');
         inX = tf.concat([xt, tf.gather(xt, g)]);
         inRef = tf.concat([ref, tf.gather(ref, g)]);
@@ -292,12 +294,12 @@ export class Sampler {
         inCtx = tf.concat([ctx, tf.zeros([guided.length, ctx.shape[1], ctx.shape[2]])]);
         inT = tf.concat([t, tf.gather(t, g)]);
       }
-      const out = m.denoise(inX, inRef, inT, inC, inCtx);
+      const out = m.denoise(inX, inRef, inT, inC, inCtx, distilled ? tf.tensor1d(phi) : undefined);
       const { eps: epsAll, v: vAll } = dif.splitOutput(out);
       const epsC = epsAll.slice(0, B);
       const v = vAll.slice(0, B);
       let eps: tf.Tensor4D = epsC;
-      if (guided.length > 0) {
+      if (guided.length > 0 && !distilled) {
         // Eq. 15: eps^ = phi eps(c) + (1 - phi) eps(0); unguided items read their own conditional eps.
         const uIdx = active.map((_, i) => (guided.includes(i) ? B + guided.indexOf(i) : i));
         const epsU = tf.gather(epsAll, tf.tensor1d(uIdx, 'int32'));

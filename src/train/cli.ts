@@ -1,5 +1,5 @@
 /**
- * `npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae --out <folder>
+ * `npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae|guidance --out <folder>
  *   [--steps N] [--minutes M] [--batch B] [--lr X] [--resume] ...`   (run with --help for every option)
  */
 import { parseArgs } from 'node:util';
@@ -11,10 +11,14 @@ import { loadEpisodeSource } from './data.js';
 import { rolloutSelfReferences } from './selfReferences.js';
 import { DEFAULT_OPTIONS, train, type StageArg, type TrainOptions } from './trainer.js';
 
-const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae --out <folder> [options]
+const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae|guidance --out <folder> [options]
 
   --stage 1|2|3|2,3|all the stages to run in order (all = 1,2,3)
   --stage ae            train the autoencoder (--config is then an autoencoder preset: tiny, small)
+  --stage guidance      guidance distillation (Meng et al. 2023) of --init: a student U-Net that takes phi as an
+                        input matches the teacher's classifier-free-guided epsilon (Eq. 15) in one pass instead of
+                        two; encoders stay the teacher's; the student is written to <out>/model
+  --guidance-range a,b  (--stage guidance) phi of each training item drawn from [a, b] (default 1,8)
   --autoencoder DIR     the autoencoder of a latent preset (e.g. runs/ae-iclevr/autoencoder)
   --init DIR            start from a model checkpoint instead of a fresh model (with --autoencoder: swap its codec);
                         with --stage ae: from an autoencoder folder or a latent model checkpoint's autoencoder
@@ -81,6 +85,7 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
       dataset: { type: 'string' },
       config: { type: 'string' },
       stage: { type: 'string' },
+      'guidance-range': { type: 'string' },
       out: { type: 'string' },
       steps: { type: 'string' },
       minutes: { type: 'string' },
@@ -132,10 +137,10 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
   if (!values.out) throw new Error('--out <folder> is required');
   const stageRaw = values.stage ?? 'all';
   let stage: StageArg;
-  if (stageRaw === 'all' || stageRaw === 'ae') stage = stageRaw;
+  if (stageRaw === 'all' || stageRaw === 'ae' || stageRaw === 'guidance') stage = stageRaw;
   else {
     const list = stageRaw.split(',').map(Number);
-    if (list.length === 0 || list.some((x) => x !== 1 && x !== 2 && x !== 3)) throw new Error('--stage must be 1, 2, 3, a list such as 2,3, all or ae');
+    if (list.length === 0 || list.some((x) => x !== 1 && x !== 2 && x !== 3)) throw new Error('--stage must be 1, 2, 3, a list such as 2,3, all, ae or guidance');
     stage = list.length === 1 ? (list[0] as 1 | 2 | 3) : (list as (1 | 2 | 3)[]);
   }
   const split = (values.split ?? '0.1,0.8,0.1').split(',').map(Number);
@@ -210,6 +215,16 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
   if (values['decoder-only']) {
     if (stage !== 'ae' || !o.init) throw new Error('--decoder-only fine-tunes an existing autoencoder: it needs --stage ae and --init <autoencoder or latent model folder>');
     o.decoderOnly = true;
+  }
+  if (values['guidance-range'] !== undefined) {
+    const r = values['guidance-range'].split(',').map(Number);
+    if (stage !== 'guidance') throw new Error('--guidance-range applies to --stage guidance');
+    if (r.length !== 2 || !(r[0]! >= 0 && r[1]! >= r[0]!)) throw new Error('--guidance-range wants min,max with 0 <= min <= max');
+    o.guidanceRange = [r[0]!, r[1]!];
+  }
+  if (stage === 'guidance') {
+    if (!o.init) throw new Error('--stage guidance distils a trained model: pass it as --init <model folder>');
+    if (o.emaDecay > 0 || o.selfReferences) throw new Error('--ema-decay and --self-references apply to stages 1-3, not to --stage guidance');
   }
   if (stage === 'ae' && o.autoencoder) throw new Error('--autoencoder applies to the CDD-ICM stages; to start --stage ae from an autoencoder, use --init');
   return o;
