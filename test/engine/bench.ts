@@ -12,6 +12,7 @@
  * `--preset` uses random weights of a preset instead (timing only; `small` is the 64x64 latent model with the small
  * autoencoder codec), at 10 steps, phi 3, psi 0 unless given.
  */
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { register } from 'node:module';
 import type { CddIcm, SolverName } from '../../src/model/index.js';
@@ -140,7 +141,7 @@ async function run(n: number, batching: boolean, seed: number): Promise<Row> {
 }
 
 const label = `${settings.steps} ${solver} steps, phi ${settings.guidanceScale}, psi ${settings.icmGuidanceScale}, ${settings.candidates > 1 ? `best of ${settings.candidates}` : 'plain'}`;
-console.log(`${source}: ${label}; backend ${info.name}, ${info.threads} threads`);
+console.log(`${source}: ${label}; backend ${info.name}, ${info.threads} threads; load average ${loadavg().map((v) => v.toFixed(2)).join(' ')}`);
 // Warm-up: the first call at each batch shape pays for kernel set-up (native primitives are cached per shape).
 await run(1, true, 1000);
 for (const n of sessionCounts) if (n > 1) await run(n, true, 2000);
@@ -169,7 +170,7 @@ console.log(
   JSON.stringify({
     bench: 'engine', model: source, backend: info.name, threads: info.threads, ...settings, solver, previewEvery, maxBatchSize,
     turnMsMedian: Math.round(turnMs), turnMsAll: alone.map((r) => r.wallMs), firstPreviewMsMedian: Math.round(firstPreviewMs),
-    sessions: most?.sessions ?? null, turnsPerMin: most?.turnsPerMin ?? null, rows,
+    sessions: most?.sessions ?? null, turnsPerMin: most?.turnsPerMin ?? null, rows, loadAvg1mAtEnd: Number(loadavg()[0]!.toFixed(2)),
   }),
 );
 model.dispose();
