@@ -1,5 +1,6 @@
 /**
- * The three-stage training of CDD-ICM (Sec. 2.6) and the autoencoder that gives it a latent space.
+ * The three-stage training of CDD-ICM (Sec. 2.6), the autoencoder that gives it a latent space, and guidance
+ * distillation of a trained model into a one-pass student (stage 'guidance').
  * Output folder layout:
  *   args.json       the options of the first run (a resume keeps them, except budgets)
  *   metrics.jsonl   one JSON object per training step ({kind: 'train'}) and per validation ({kind: 'val'})
@@ -9,6 +10,7 @@
  *                   is validated and shipped, and raw.safetensors the optimised weights a resume continues from)
  *   stage-<k>/      the model at the end of stage k;  model/  the final model (the last stage's result)
  *   autoencoder/    (stage 'ae') the trained autoencoder: config.json + model.safetensors
+ *   (stage 'guidance': last/, best/ and model/ hold the student; the teacher is the run's --init)
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
