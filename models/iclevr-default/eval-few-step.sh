@@ -17,4 +17,5 @@ run dpm-20-bo4 $M --limit 40 --batch 20 --steps 20 --solver dpm++2m
 run ddim-10-bo4-tf $M --limit 40 --batch 20 --steps 10 --solver ddim --teacher-forced
 sed -n 41,80p $E > runs/iclevr-val-41-80.jsonl
 EPISODES=runs/iclevr-val-41-80.jsonl run ddim-10-bo4-41-80 $M --batch 20 --steps 10 --solver ddim
+EPISODES=runs/iclevr-val-41-80.jsonl run ddim-8-bo4-41-80 $M --batch 20 --steps 8 --solver ddim
 [ -z "$STUDENT" ] || run student-ddim-10-bo4 $STUDENT --limit 40 --batch 20 --steps 10 --solver ddim
