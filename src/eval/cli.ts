@@ -4,6 +4,7 @@
  *   npm run eval -- --model <checkpoint> --episodes <file> [--limit N] [--teacher-forced] [--steps K]
  *        [--guidance phi] [--icm-guidance psi] [--seed S] [--batch B] [--detector DIR] [--out DIR] [--json]
  *        [--codraw-dir DIR] [--backend NAME] [--sheet-episodes N] [--reencode-reference] [--candidates N]
+ *        [--solver ddim|dpm++2m]
  *   npm run eval -- --codec-check --model <checkpoint> --episodes <file> [--limit N] [--rounds R] [--json]
  *
  * Writes report.json and contact-sheet.png (the first --sheet-episodes episodes, default 8) to the output folder, prints a table; with --json the last stdout line
@@ -13,7 +14,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { resolveTurnDefaults } from '../config/index.js';
-import { loadCheckpoint } from '../model/index.js';
+import { SOLVERS, loadCheckpoint, type SolverName } from '../model/index.js';
 import { loadDetector } from './detector.js';
 import { contactSheet } from './contactSheet.js';
 import { DETECTOR_TRUST_F1 } from './trust.js';
@@ -26,9 +27,10 @@ import { CliError, Progress, fmtMs, initBackendFromArgs, loadEpisodesArg, num, o
 const USAGE = `usage: npm run eval -- --model CHECKPOINT --episodes FILE [--limit N] [--teacher-forced] [--steps K]
   [--guidance PHI] [--icm-guidance PSI] [--seed S] [--batch B] [--detector DIR] [--out DIR] [--json]
   [--codraw-dir DIR] [--backend auto|native-cpu|cpu|tensorflow] [--sheet-episodes N] [--reencode-reference]
-  [--candidates N]
-  --steps / --guidance / --icm-guidance / --candidates default to the checkpoint's recommended sampling settings
-  (config.json's "sampling", as the server), else 50 steps, phi 3, psi 2, 1 candidate
+  [--candidates N] [--solver ddim|dpm++2m]
+  --steps / --guidance / --icm-guidance / --candidates / --solver default to the checkpoint's recommended sampling
+  settings (config.json's "sampling", as the server), else 50 steps, phi 3, psi 2, 1 candidate, DDIM
+  --solver: DDIM (eta 0) or DPM-Solver++(2M) on the same respaced schedule, guidance applied alike
   --candidates N: best-of-N per turn, kept by the model's clean-image ICM score (not the paper's; N times the
   sampling work, the N candidates of a batch's B episodes denoised together)
        npm run eval -- --codec-check --model CHECKPOINT --episodes FILE [--limit N] [--rounds R] [--json]
@@ -73,6 +75,7 @@ async function main(): Promise<void> {
       'sheet-episodes': { type: 'string' },
       'reencode-reference': { type: 'boolean' },
       candidates: { type: 'string' },
+      solver: { type: 'string' },
       'codec-check': { type: 'boolean' },
       rounds: { type: 'string' },
     },
@@ -91,6 +94,8 @@ async function main(): Promise<void> {
     defaultIcmGuidanceScale: optNum(a['icm-guidance'], 'icm-guidance', { min: 0 }),
     defaultCandidates: optNum(a.candidates, 'candidates', { int: true, min: 1 }),
   };
+  const askedSolver = a.solver === undefined ? undefined : str(a.solver, 'solver');
+  if (askedSolver !== undefined && !(SOLVERS as readonly string[]).includes(askedSolver)) throw new CliError(`--solver must be one of ${SOLVERS.join(', ')}`);
   const seed = num(a.seed, 'seed', 0, { int: true });
   const batchSize = num(a.batch, 'batch', 4, { int: true, min: 1 });
   const json = a.json === true;
@@ -113,12 +118,13 @@ async function main(): Promise<void> {
   log(`backend ${backend.name} (${backend.device}, ${backend.threads} threads)`);
   const model = await loadCheckpoint(modelDir);
   const { steps, guidanceScale, icmGuidanceScale, candidates } = resolveTurnDefaults(asked, model.config.sampling);
+  const solver: SolverName = (askedSolver as SolverName | undefined) ?? model.config.sampling?.solver ?? 'ddim';
   const detector = await loadDetector(detectorDir);
   if (detector.config.dataset !== dataset) throw new CliError(`${detectorDir} is a ${detector.config.dataset} detector, episodes are ${dataset}`);
   const totalTurns = episodes.reduce((s, e) => s + e.turns.length, 0);
   log(
     `evaluating ${modelDir} on ${episodes.length} ${dataset} episodes (${totalTurns} turns), ${model.config.imageSize}px, ` +
-      `${steps} steps, phi ${guidanceScale}, psi ${icmGuidanceScale}, ${candidates > 1 ? `best of ${candidates}, ` : ''}${teacherForced ? 'teacher-forced' : 'iterative'}`,
+      `${steps} ${solver} steps, phi ${guidanceScale}, psi ${icmGuidanceScale}, ${candidates > 1 ? `best of ${candidates}, ` : ''}${teacherForced ? 'teacher-forced' : 'iterative'}`,
   );
   const progress = new Progress('turns', totalTurns);
   let turnsDone = 0;
@@ -129,6 +135,7 @@ async function main(): Promise<void> {
     teacherForced,
     reencodeReference,
     steps,
+    solver,
     guidanceScale,
     icmGuidanceScale,
     candidates,
@@ -175,6 +182,7 @@ async function main(): Promise<void> {
     teacher_forced: teacherForced,
     reencode_reference: reencodeReference,
     steps,
+    solver,
     guidance: guidanceScale,
     icm_guidance: icmGuidanceScale,
     candidates,

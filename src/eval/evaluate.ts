@@ -5,7 +5,7 @@
  * generated image of every turn; precision / recall / F1 are averaged over all turns, RSIM over final turns.
  */
 import { backgroundFor, hashSeed, renderScene, type Episode, type RgbImage, type SceneRenderOptions } from '../data/index.js';
-import { rollOutEpisodes, type CddIcm } from '../model/index.js';
+import { rollOutEpisodes, type CddIcm, type SolverName } from '../model/index.js';
 import type { Detection, ObjectDetector } from './detector.js';
 import { DATASET_INFO, locate } from './datasets.js';
 import {
@@ -22,8 +22,10 @@ import {
 
 export interface ModelEvalOptions {
   teacherForced?: boolean;
-  /** DDIM steps per image. */
+  /** Denoising steps per image. */
   steps: number;
+  /** ODE solver (SampleRequest.solver); default: the model's recommendation, else DDIM. */
+  solver?: SolverName;
   /** phi (Eq. 15). */
   guidanceScale: number;
   /** psi (Eq. 14). */
@@ -147,6 +149,7 @@ export async function evaluateModel(
         steps: opts.steps,
         guidanceScale: opts.guidanceScale,
         icmGuidanceScale: opts.icmGuidanceScale,
+        ...(opts.solver ? { solver: opts.solver } : {}),
         ...(opts.candidates !== undefined ? { candidates: opts.candidates } : {}),
         seedOf: (i, t) => turnSeed(seed, b + i, t),
         // Iterative setting: the output (with its latent unless re-encoding) is the next reference; teacher-forced:

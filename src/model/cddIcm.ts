@@ -199,9 +199,17 @@ export class CddIcm extends Module {
     });
   }
 
-  /** The U-Net: x_t and the codec-space reference -> [B, h, w, 2C] (epsilon ++ v). t are original timesteps. */
-  denoise(xt: tf.Tensor4D, referenceLatent: tf.Tensor4D, t: tf.Tensor1D, c: tf.Tensor2D, context: tf.Tensor3D): tf.Tensor4D {
-    return this.unet.apply(xt, referenceLatent, t, c, context);
+  /**
+   * The U-Net: x_t and the codec-space reference -> [B, h, w, 2C] (epsilon ++ v). t are original timesteps.
+   * A guidance-distilled model (`guidanceDistilled`) also takes phi per item and returns the guided epsilon.
+   */
+  denoise(xt: tf.Tensor4D, referenceLatent: tf.Tensor4D, t: tf.Tensor1D, c: tf.Tensor2D, context: tf.Tensor3D, guidance?: tf.Tensor1D): tf.Tensor4D {
+    return this.unet.apply(xt, referenceLatent, t, c, context, guidance);
+  }
+
+  /** True for a guidance-distilled student: one U-Net pass gives Eq. 15's guided epsilon for the phi it is given. */
+  get guidanceDistilled(): boolean {
+    return this.config.unet.guidanceEmbedding === true;
   }
 
   /** The N-ICM matching score cos(noisy encoder(x_t, t), c) per item: what ICM guidance climbs (Eq. 14). */

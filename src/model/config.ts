@@ -36,8 +36,18 @@ export interface ModelConfig {
   sampling?: SamplingDefaults;
 }
 
+/**
+ * Samplers of the probability-flow ODE on the respaced schedule: 'ddim' (Song et al. 2021, eta = 0; the paper's
+ * deterministic sampling) and 'dpm++2m' (DPM-Solver++(2M), Lu et al. 2022: second-order multistep, the same one
+ * U-Net evaluation per step).
+ */
+export const SOLVERS = ['ddim', 'dpm++2m'] as const;
+export type SolverName = (typeof SOLVERS)[number];
+
 export interface SamplingDefaults {
   steps?: number;
+  /** The ODE solver (SampleRequest.solver); absent: 'ddim'. */
+  solver?: SolverName;
   /** Classifier-free guidance scale phi. */
   guidanceScale?: number;
   /** ICM guidance scale psi. */
@@ -162,6 +172,7 @@ export function validateModelConfig(c: ModelConfig): void {
     const v = s[k];
     if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new Error(`sampling.${k} must be a number >= 0, got ${v}`);
   }
+  if (s.solver !== undefined && !SOLVERS.includes(s.solver)) throw new Error(`sampling.solver must be one of ${SOLVERS.join(', ')}, got ${String(s.solver)}`);
   for (const m of c.unet.channelMult) {
     if ((m * c.unet.modelChannels) % c.unet.groups !== 0) throw new Error(`U-Net width ${m * c.unet.modelChannels} not divisible by ${c.unet.groups} groups`);
   }

@@ -52,3 +52,9 @@ export {
 } from './autoencoder/index.js';
 export * from './safetensors.js';
 export * from './clip/index.js';
+export {
+  createGuidanceStudent,
+  guidanceDistillationLoss,
+  type GuidanceDistillationOptions,
+  type GuidanceDistillationLosses,
+} from './guidanceDistillation.js';

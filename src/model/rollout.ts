@@ -6,6 +6,7 @@
  */
 import type { RgbImage } from '../data/index.js';
 import type { CddIcm } from './cddIcm.js';
+import type { SolverName } from './config.js';
 import { sampleBestOf, type BestOfResult, type SampleOptions, type SampleRequest } from './sampler.js';
 
 /** What the next turn continues from: an image, and its latent when the codec's round trip should be skipped. */
@@ -20,6 +21,8 @@ export interface RolloutOptions extends SampleOptions {
   steps: number;
   guidanceScale: number;
   icmGuidanceScale: number;
+  /** ODE solver (SampleRequest.solver); default: the model's recommendation, else DDIM. */
+  solver?: SolverName;
   /** Best-of-n per turn (default 1: plain sampling). */
   candidates?: number;
   /** The sampling seed of episode i's turn t. */
@@ -48,6 +51,7 @@ export async function rollOutEpisodes(model: CddIcm, instructions: readonly (rea
       guidanceScale: o.guidanceScale,
       icmGuidanceScale: o.icmGuidanceScale,
       seed: o.seedOf(i, t),
+      ...(o.solver ? { solver: o.solver } : {}),
     }));
     const out = await sampleBestOf(model, reqs, o.candidates ?? 1, {
       ...(o.signal ? { signal: o.signal } : {}),

@@ -1,20 +1,24 @@
 /**
- * `npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae --out <folder>
+ * `npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae|guidance --out <folder>
  *   [--steps N] [--minutes M] [--batch B] [--lr X] [--resume] ...`   (run with --help for every option)
  */
 import { parseArgs } from 'node:util';
 import { initBackend, parseBackendFlag } from '../backend/index.js';
-import { AutoencoderCodec, latentSpaceMismatch, loadAutoencoder, loadCheckpoint, saveCheckpoint, validateModelConfig, type CddIcm, type SamplingDefaults } from '../model/index.js';
+import { AutoencoderCodec, latentSpaceMismatch, loadAutoencoder, loadCheckpoint, saveCheckpoint, validateModelConfig, type CddIcm, type SamplingDefaults, type SolverName } from '../model/index.js';
 import { resolveTurnDefaults, type TurnSettings } from '../config/index.js';
 import { assignNamed, readRawWeights } from './checkpointIo.js';
 import { loadEpisodeSource } from './data.js';
 import { rolloutSelfReferences } from './selfReferences.js';
 import { DEFAULT_OPTIONS, train, type StageArg, type TrainOptions } from './trainer.js';
 
-const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae --out <folder> [options]
+const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae|guidance --out <folder> [options]
 
   --stage 1|2|3|2,3|all the stages to run in order (all = 1,2,3)
   --stage ae            train the autoencoder (--config is then an autoencoder preset: tiny, small)
+  --stage guidance      guidance distillation (Meng et al. 2023) of --init: a student U-Net that takes phi as an
+                        input matches the teacher's classifier-free-guided epsilon (Eq. 15) in one pass instead of
+                        two; encoders stay the teacher's; the student is written to <out>/model
+  --guidance-range a,b  (--stage guidance) phi of each training item drawn from [a, b] (default 1,8)
   --autoencoder DIR     the autoencoder of a latent preset (e.g. runs/ae-iclevr/autoencoder)
   --init DIR            start from a model checkpoint instead of a fresh model (with --autoencoder: swap its codec);
                         with --stage ae: from an autoencoder folder or a latent model checkpoint's autoencoder
@@ -52,7 +56,7 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
 
        npm run train -- --export <checkpoint folder> --out <folder> [--dtype float16|float32]
                         [--weights average|raw] [--default-steps N] [--default-guidance PHI] [--default-icm-guidance PSI]
-                        [--default-candidates N] [--autoencoder DIR]
+                        [--default-candidates N] [--default-solver ddim|dpm++2m] [--autoencoder DIR]
   copies a model checkpoint (weights, config, tokenizer, embedded autoencoder) for shipping, float16 by default;
   --weights raw exports the optimised weights (raw.safetensors) of a run trained with --ema-decay instead of
   their average (the model files, the default); --autoencoder DIR replaces the model's decoder with DIR's (a
@@ -81,6 +85,7 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
       dataset: { type: 'string' },
       config: { type: 'string' },
       stage: { type: 'string' },
+      'guidance-range': { type: 'string' },
       out: { type: 'string' },
       steps: { type: 'string' },
       minutes: { type: 'string' },
@@ -132,10 +137,10 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
   if (!values.out) throw new Error('--out <folder> is required');
   const stageRaw = values.stage ?? 'all';
   let stage: StageArg;
-  if (stageRaw === 'all' || stageRaw === 'ae') stage = stageRaw;
+  if (stageRaw === 'all' || stageRaw === 'ae' || stageRaw === 'guidance') stage = stageRaw;
   else {
     const list = stageRaw.split(',').map(Number);
-    if (list.length === 0 || list.some((x) => x !== 1 && x !== 2 && x !== 3)) throw new Error('--stage must be 1, 2, 3, a list such as 2,3, all or ae');
+    if (list.length === 0 || list.some((x) => x !== 1 && x !== 2 && x !== 3)) throw new Error('--stage must be 1, 2, 3, a list such as 2,3, all, ae or guidance');
     stage = list.length === 1 ? (list[0] as 1 | 2 | 3) : (list as (1 | 2 | 3)[]);
   }
   const split = (values.split ?? '0.1,0.8,0.1').split(',').map(Number);
@@ -211,6 +216,16 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
     if (stage !== 'ae' || !o.init) throw new Error('--decoder-only fine-tunes an existing autoencoder: it needs --stage ae and --init <autoencoder or latent model folder>');
     o.decoderOnly = true;
   }
+  if (values['guidance-range'] !== undefined) {
+    const r = values['guidance-range'].split(',').map(Number);
+    if (stage !== 'guidance') throw new Error('--guidance-range applies to --stage guidance');
+    if (r.length !== 2 || !(r[0]! >= 0 && r[1]! >= r[0]!)) throw new Error('--guidance-range wants min,max with 0 <= min <= max');
+    o.guidanceRange = [r[0]!, r[1]!];
+  }
+  if (stage === 'guidance') {
+    if (!o.init) throw new Error('--stage guidance distils a trained model: pass it as --init <model folder>');
+    if (o.emaDecay > 0 || o.selfReferences) throw new Error('--ema-decay and --self-references apply to stages 1-3, not to --stage guidance');
+  }
   if (stage === 'ae' && o.autoencoder) throw new Error('--autoencoder applies to the CDD-ICM stages; to start --stage ae from an autoencoder, use --init');
   return o;
 }
@@ -229,6 +244,7 @@ async function exportModel(argv: string[]): Promise<void> {
       'default-guidance': { type: 'string' },
       'default-icm-guidance': { type: 'string' },
       'default-candidates': { type: 'string' },
+      'default-solver': { type: 'string' },
       autoencoder: { type: 'string' },
     },
     strict: true,
@@ -247,6 +263,8 @@ async function exportModel(argv: string[]): Promise<void> {
   if (icmGuidanceScale !== undefined) sampling.icmGuidanceScale = icmGuidanceScale;
   const candidates = num(values['default-candidates'], 'default-candidates');
   if (candidates !== undefined) sampling.candidates = candidates;
+  // validateModelConfig below rejects an unknown solver name.
+  if (values['default-solver'] !== undefined) sampling.solver = values['default-solver'] as SolverName;
   await initBackend(parseBackendFlag(argv, process.env));
   const model = await loadCheckpoint(values.export);
   if (weights === 'raw') {

@@ -1,5 +1,6 @@
 /**
- * The three-stage training of CDD-ICM (Sec. 2.6) and the autoencoder that gives it a latent space.
+ * The three-stage training of CDD-ICM (Sec. 2.6), the autoencoder that gives it a latent space, and guidance
+ * distillation of a trained model into a one-pass student (stage 'guidance').
  * Output folder layout:
  *   args.json       the options of the first run (a resume keeps them, except budgets)
  *   metrics.jsonl   one JSON object per training step ({kind: 'train'}) and per validation ({kind: 'val'})
@@ -9,6 +10,7 @@
  *                   is validated and shipped, and raw.safetensors the optimised weights a resume continues from)
  *   stage-<k>/      the model at the end of stage k;  model/  the final model (the last stage's result)
  *   autoencoder/    (stage 'ae') the trained autoencoder: config.json + model.safetensors
+ *   (stage 'guidance': last/, best/ and model/ hold the student; the teacher is the run's --init)
  */
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
@@ -30,6 +32,8 @@ import {
   saveAutoencoder,
   saveCheckpoint,
   autoencoderWeights,
+  createGuidanceStudent,
+  guidanceDistillationLoss,
   type Autoencoder,
   type ImageCodec,
   type ModelConfig,
@@ -59,8 +63,11 @@ import { disposeSnapshot, initialLoopState, runStage, type BestSnapshot, type Bu
 
 const log = partLogger('train');
 
-/** One stage, a list run in order (e.g. [2, 3] after a separate stage-1 run), 'all' = [1, 2, 3], or the autoencoder. */
-export type StageArg = 1 | 2 | 3 | (1 | 2 | 3)[] | 'all' | 'ae';
+/**
+ * One stage, a list run in order (e.g. [2, 3] after a separate stage-1 run), 'all' = [1, 2, 3], the autoencoder,
+ * or guidance distillation of a trained model (--init) into a one-pass student.
+ */
+export type StageArg = 1 | 2 | 3 | (1 | 2 | 3)[] | 'all' | 'ae' | 'guidance';
 
 export interface TrainOptions {
   dataset: DatasetName;
@@ -115,6 +122,8 @@ export interface TrainOptions {
    * trained in this latent space keeps working with the result (swap it in with --export ... --autoencoder).
    */
   decoderOnly?: boolean;
+  /** Stage 'guidance': phi of each training item is drawn from [min, max] (the student is exact only there). */
+  guidanceRange: [number, number];
   /** Scheduled sampling: a rollout file of the model's own canvases on these training episodes (--rollouts). */
   selfReferences?: string;
   /** Share of batch slots that start from an own canvas instead of the rendered reference. */
@@ -146,6 +155,7 @@ export const DEFAULT_OPTIONS: Omit<TrainOptions, 'dataset' | 'config' | 'stage' 
   valPatience: 1,
   emaDecay: 0,
   selfReferenceRate: 0.25,
+  guidanceRange: [1, 8],
   selfReferenceTarget: 'composite',
   valBatches: 8,
   checkpointMinutes: 5,
@@ -163,6 +173,14 @@ interface ModelTrainerState {
   stageIndex: number;
   loop: LoopState;
   budgets: Budget[];
+}
+
+/** trainer.json of a guidance-distillation run (the teacher is the run's --init). */
+interface GuidanceTrainerState {
+  kind: 'guidance-distillation';
+  version: 1;
+  loop: LoopState;
+  budget: Budget;
 }
 
 /** trainer.json of an autoencoder run. */
@@ -611,7 +629,124 @@ export async function trainAutoencoder(o: TrainOptions, control: TrainControl = 
   }
 }
 
+/** Guidance distillation as a loop task: the student's U-Net learns the teacher's guided epsilon in one pass. */
+export function guidanceDistillationTask(
+  student: CddIcm,
+  teacher: CddIcm,
+  optimizer: AdamW,
+  train: TurnDataset,
+  valBatches: HostBatch[],
+  o: Pick<TrainOptions, 'batch' | 'seed' | 'guidanceRange'>,
+): StageTask {
+  const stream = new BatchStream(train, new TurnSampler(train.texts.length, mixSeed(o.seed, 19)), o.batch, 0);
+  const vars = stageNames(optimizer);
+  const range = { minGuidance: o.guidanceRange[0], maxGuidance: o.guidanceRange[1] };
+  return {
+    name: 'guidance distillation',
+    optimizer,
+    batchSize: o.batch,
+    loss(cursor, step) {
+      stream.cursor = cursor;
+      const b = batchTensors(stream.next());
+      // Timesteps, phi and noise from a per-step seed: a resumed run draws the same ones.
+      const l = guidanceDistillationLoss(student, teacher, b, { ...range, rng: mulberry32(mixSeed(o.seed, 71, step)) });
+      disposeBatch(b);
+      return { total: l.total, parts: { eps: l.eps, v: l.v } };
+    },
+    validate() {
+      let sum = 0;
+      valBatches.forEach((hb, i) => {
+        sum += tf.tidy(() => guidanceDistillationLoss(student, teacher, batchTensors(hb), { ...range, rng: mulberry32(mixSeed(o.seed, 997, i)) }).total.dataSync()[0]!);
+      });
+      return sum / valBatches.length;
+    },
+    snapshot: () => snapshotOf(vars),
+    restore: (snap) => restoreInto(vars, snap),
+  };
+}
+
+/**
+ * Stage 'guidance' (Meng et al. 2023, stage 1): distil --init (the teacher, frozen) into a student that takes phi
+ * as an input, training the student's U-Net only; resumable from out/last; the student is saved to out/model.
+ */
+export async function trainGuidanceDistillation(o: TrainOptions, control: TrainControl = {}): Promise<TrainResult> {
+  if (!o.init) throw new Error('--stage guidance distils a trained model: pass it as --init <model folder>');
+  const [lo, hi] = o.guidanceRange;
+  if (!(lo >= 0 && hi >= lo)) throw new Error(`--guidance-range ${lo},${hi}: want 0 <= min <= max`);
+  await writeArgs(o);
+  const metricsFile = join(o.out, 'metrics.jsonl');
+  const { train, val } = await loadData(o);
+  const valBatches = validationBatches(val, o.batch, o.valBatches, mixSeed(o.seed, 5));
+  const teacher = await loadCheckpoint(o.init);
+  if (teacher.guidanceDistilled) throw new Error(`${o.init} is already a guidance-distilled student`);
+  let student: CddIcm;
+  let st: GuidanceTrainerState;
+  let moments: Map<string, NamedArray> | null = null;
+  const lastDir = resolveFolder(join(o.out, 'last'));
+  const budget: Budget = { ...(o.steps !== undefined ? { steps: o.steps } : {}), ...(o.minutes !== undefined ? { minutes: o.minutes } : {}) };
+  if (o.resume && lastDir) {
+    student = await loadCheckpoint(lastDir, { codec: teacher.codec });
+    const r = await readTrainerState<GuidanceTrainerState>(lastDir);
+    if (r.state.kind !== 'guidance-distillation') throw new Error(`${lastDir}: not a guidance-distillation training state`);
+    st = r.state;
+    if (o.steps !== undefined || o.minutes !== undefined) st.budget = budget;
+    moments = r.optimizer;
+    log.info({ from: lastDir, step: st.loop.step }, 'resuming');
+  } else {
+    if (o.resume) log.warn({ out: o.out }, 'nothing to resume: starting fresh');
+    student = createGuidanceStudent(teacher);
+    st = { kind: 'guidance-distillation', version: 1, loop: initialLoopState(o.lr, 0), budget };
+  }
+  if (teacher.codec instanceof AutoencoderCodec) teacher.codec.enableCache(Math.max(train.numImages, val.numImages) * 2);
+  // The U-Net group (context projection, U-Net, its guidance embedding) at lr; everything else stays the teacher's.
+  const nameOf = new Map<tf.Variable, string>();
+  for (const [n, v] of student.namedParameters()) nameOf.set(v, n);
+  const unetVars = new Map(student.parameterGroups().unet.vars.map((v) => [nameOf.get(v)!, v]));
+  const opt = new AdamW([{ name: 'unet', params: unetVars, lrScale: 1 }], { lr: o.lr, weightDecay: o.weightDecay, clipNorm: o.clipNorm });
+  if (moments) opt.loadStateArrays(moments, st.loop.adamStep);
+  const task = guidanceDistillationTask(student, teacher, opt, train, valBatches, o);
+  let best: BestSnapshot | null = null;
+  const bestDir = resolveFolder(join(o.out, 'best'));
+  if (o.resume && bestDir && st.loop.validation.best !== null) {
+    const b = await readTrainerState<GuidanceTrainerState>(bestDir);
+    const bm = await loadCheckpoint(bestDir, { codec: teacher.codec });
+    const byName = bm.namedParameters();
+    const weights = new Map<string, tf.Tensor>();
+    for (const [n, v] of unetVars) weights.set(v.name, tf.clone(byName.get(n)!));
+    bm.dispose();
+    best = { weights, moments: b.optimizer, adamStep: b.state.loop.adamStep };
+  }
+  const saveFolder = (dir: string, s: LoopState): Promise<void> =>
+    writeFolderAtomically(dir, async (tmp) => {
+      await saveCheckpoint(student, tmp);
+      await writeTrainerState(tmp, opt.stateArrays(), { ...st, loop: s });
+    });
+  const stop = installStop();
+  try {
+    log.info({ teacher: o.init, guidanceRange: o.guidanceRange, budget: st.budget, params: unetVars.size }, 'guidance distillation start');
+    const r = await runStage(task, st.loop, best, { saveLast: (s) => saveFolder(join(o.out, 'last'), s), saveBest: (s) => saveFolder(join(o.out, 'best'), s) }, {
+      budget: st.budget,
+      valEvery: o.valEvery,
+      valPatience: o.valPatience,
+      checkpointMinutes: o.checkpointMinutes,
+      metricsFile,
+      progress: o.progress,
+      shouldStop: () => stop.shouldStop() || (control.shouldStop?.() ?? false),
+    });
+    disposeSnapshot(r.best);
+    if (!r.interrupted) await writeFolderAtomically(join(o.out, 'model'), (tmp) => saveCheckpoint(student, tmp));
+    return { out: o.out, interrupted: r.interrupted, finished: [r.state.finished], steps: [r.state.step], bestVal: [r.state.validation.best] };
+  } finally {
+    stop.remove();
+    opt.dispose();
+    student.dispose();
+    teacher.dispose();
+  }
+}
+
 /** Entry point used by the CLI. */
 export function train(o: TrainOptions, control: TrainControl = {}): Promise<TrainResult> {
-  return o.stage === 'ae' ? trainAutoencoder(o, control) : trainModel(o, control);
+  if (o.stage === 'ae') return trainAutoencoder(o, control);
+  if (o.stage === 'guidance') return trainGuidanceDistillation(o, control);
+  return trainModel(o, control);
 }

@@ -48,7 +48,7 @@ function manualFirstStep(r: SampleRequest): tf.Tensor4D {
     const epsC = model.diffusion.splitOutput(model.denoise(x, ref, t, cond.c, cond.context)).eps;
     const epsU = model.diffusion.splitOutput(model.denoise(x, ref, t, tf.zerosLike(cond.c), tf.zerosLike(cond.context))).eps;
     const eps = tf.add(tf.mul(r.guidanceScale, epsC), tf.mul(1 - r.guidanceScale, epsU)) as tf.Tensor4D;
-    return model.diffusion.ddimStep(x, eps, [sp.alphasCumprod[i]!], [sp.alphasCumprodPrev[i]!]).sample;
+    return model.diffusion.ddimStep(x, eps, [{ diffusion: sp, index: i }]).sample;
   });
 }
 
@@ -264,6 +264,76 @@ describe('Sampler', () => {
     group.dispose();
     expect(() => group.choice()).toThrow(/disposed/);
     for (const n of [0, 1.5, 65]) expect(() => sampler.prepare({ ...r, candidates: n })).toThrow(/candidates must be an integer in \[1, 64\]/);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('DPM-Solver++(2M)', () => {
+  /** x after `n` sampler steps of a request. */
+  const afterSteps = (r: SampleRequest, n: number): tf.Tensor4D => {
+    const sampler = new Sampler(model);
+    const s = sampler.prepare(r);
+    for (let i = 0; i < n; i++) sampler.step([s]);
+    const x = tf.clone((s as unknown as { x: tf.Tensor4D }).x);
+    s.dispose();
+    return x;
+  };
+
+  it('steps as Alg. 2 on the guided prediction: first order (DDIM) first, then the 2M update from the previous x0', () => {
+    const r = req({ guidanceScale: 3, steps: 6, solver: 'dpm++2m' });
+    // Its first step is DDIM's; its second is not.
+    expect(maxDiff(afterSteps(r, 1), afterSteps({ ...r, solver: 'ddim' }, 1))).toBeLessThan(1e-6);
+    expect(maxDiff(afterSteps(r, 2), afterSteps({ ...r, solver: 'ddim' }, 2))).toBeGreaterThan(1e-4);
+    // By hand with the model's pieces: eps = phi eps(c) + (1 - phi) eps(0) (Eq. 15), x0 clipped, then Alg. 2.
+    const manual = tf.tidy(() => {
+      const pixels = imagesToTensor([r.reference]);
+      const cond = model.encodeCondition(pixels, [r.text]);
+      const ref = model.encodeImage(pixels);
+      const sp = new SpacedDiffusion(model.diffusion, spacedTimesteps(1000, r.steps));
+      let x = tf.randomNormal([1, 16, 16, 3], 0, 1, 'float32', r.seed) as tf.Tensor4D;
+      let prev: tf.Tensor4D | null = null;
+      for (const index of [5, 4]) {
+        const t = tf.tensor1d([sp.timestepMap[index]!], 'int32');
+        const epsC = model.diffusion.splitOutput(model.denoise(x, ref, t, cond.c, cond.context)).eps;
+        const epsU = model.diffusion.splitOutput(model.denoise(x, ref, t, tf.zerosLike(cond.c), tf.zerosLike(cond.context))).eps;
+        const eps = tf.add(tf.mul(3, epsC), tf.mul(-2, epsU)) as tf.Tensor4D;
+        const at = [{ diffusion: sp, index }];
+        const x0 = tf.clipByValue(sp.predictX0FromEps(x, at, eps), -1, 1) as tf.Tensor4D;
+        const k = sp.solverCoefficients(index, prev ? 2 : 1);
+        x = tf.add(tf.add(tf.mul(k.a, x), tf.mul(k.b, x0)), tf.mul(k.c, prev ?? tf.zerosLike(x0))) as tf.Tensor4D;
+        prev = x0;
+      }
+      return x;
+    });
+    // The second step's weight on the previous x0 is the 2M extrapolation's (negative), so this is not DDIM's step.
+    expect(new SpacedDiffusion(model.diffusion, spacedTimesteps(1000, 6)).solverCoefficients(4, 2).c).toBeLessThan(0);
+    expect(maxDiff(afterSteps(r, 2), manual)).toBeLessThan(1e-4);
+  });
+
+  it('batches with DDIM items and ICM guidance like running alone; the model\'s recommended solver is the default', async () => {
+    const before = tf.memory().numTensors;
+    const rd = req({ seed: 3, steps: 5, guidanceScale: 3, icmGuidanceScale: 2, solver: 'dpm++2m' });
+    const rc = req({ seed: 4, steps: 4, text: 'add a green square on the left', guidanceScale: 3, solver: 'ddim' });
+    const [d1] = await sample(model, [rd]);
+    const [c1] = await sample(model, [rc]);
+    const [d2, c2] = await sample(model, [rd, rc]);
+    const close = (p: { data: Uint8Array }, q: { data: Uint8Array }) => p.data.every((v, i) => Math.abs(v - q.data[i]!) <= 1);
+    expect(close(d1!, d2!)).toBe(true);
+    expect(close(c1!, c2!)).toBe(true);
+    const [ddim] = await sample(model, [{ ...rd, solver: 'ddim' }]);
+    expect(same(d1!, ddim!)).toBe(false);
+    // No solver on the request: the checkpoint's sampling.solver, else DDIM.
+    const { solver: _s, ...noSolver } = rd;
+    const [dflt] = await sample(model, [noSolver]);
+    expect(same(dflt!, ddim!)).toBe(true);
+    model.config.sampling = { solver: 'dpm++2m' };
+    try {
+      const [rec] = await sample(model, [noSolver]);
+      expect(same(rec!, d1!)).toBe(true);
+    } finally {
+      delete model.config.sampling;
+    }
+    expect(() => new Sampler(model).prepare(req({ solver: 'euler' as 'ddim' }))).toThrow(/solver must be one of ddim, dpm\+\+2m/);
     expect(tf.memory().numTensors).toBe(before);
   });
 });

@@ -28,6 +28,12 @@ export interface UNetConfig {
   condDim: number;
   /** Width of the context sequence the attention layers attend to. */
   contextDim: number;
+  /**
+   * Guidance distillation (Meng et al., CVPR 2023): the guidance scale phi is an input, embedded like the
+   * timestep and added to the embedding, so one pass predicts the classifier-free-guided epsilon. The embedding's
+   * last layer starts at zero: a fresh student is its teacher's conditional model at every phi.
+   */
+  guidanceEmbedding?: boolean;
 }
 
 type Block = ResBlock | AttentionBlock | Downsample | Upsample | Conv2d;
@@ -52,10 +58,14 @@ class Sequential extends Module {
   }
 }
 
+/** phi is multiplied by this before its sinusoidal embedding (timesteps span 0..999; phi about 1..10). */
+const GUIDANCE_EMBED_SCALE = 100;
+
 export class UNet extends Module {
   private readonly timeEmbed1: Linear;
   private readonly timeEmbed2: Linear;
   private readonly condEmbed: Linear;
+  private readonly guidanceEmbed: [Linear, Linear] | null;
   private readonly inputBlocks: Sequential[] = [];
   private readonly middle: Sequential;
   private readonly outputBlocks: Sequential[] = [];
@@ -72,6 +82,9 @@ export class UNet extends Module {
     this.timeEmbed2 = this.child('time_embed_2', new Linear(this.embDim, this.embDim));
     // In place of ADM's class embedding: a projection of the fusion result c.
     this.condEmbed = this.child('cond_embed', new Linear(c.condDim, this.embDim));
+    this.guidanceEmbed = c.guidanceEmbedding
+      ? [this.child('guidance_embed_1', new Linear(mc, this.embDim)), this.child('guidance_embed_2', new Linear(this.embDim, this.embDim, { zeroInit: true }))]
+      : null;
     const attn = (ch: number): AttentionBlock => new AttentionBlock(ch, Math.min(c.headChannels, ch), c.contextDim, c.groups);
 
     const seq = (list: Sequential[], prefix: string): Sequential => {
@@ -119,12 +132,19 @@ export class UNet extends Module {
 
   /**
    * x: x_t [B, h, w, C]; reference: the reference image in the same codec space [B, h, w, C]; t: [B] timesteps
-   * (original indices); cond: c [B, condDim]; context: [B, S, contextDim] or null. Returns [B, h, w, 2C].
+   * (original indices); cond: c [B, condDim]; context: [B, S, contextDim] or null; guidance: phi [B] (a
+   * guidance-distilled U-Net only; required there). Returns [B, h, w, 2C].
    */
-  apply(x: tf.Tensor4D, reference: tf.Tensor4D, t: tf.Tensor1D, cond: tf.Tensor2D, context: tf.Tensor3D | null): tf.Tensor4D {
+  apply(x: tf.Tensor4D, reference: tf.Tensor4D, t: tf.Tensor1D, cond: tf.Tensor2D, context: tf.Tensor3D | null, guidance?: tf.Tensor1D): tf.Tensor4D {
     return tf.tidy(() => {
       const temb = this.timeEmbed2.apply(silu(this.timeEmbed1.apply(timestepEmbedding(t, this.config.modelChannels))));
-      const emb = tf.add(temb, this.condEmbed.apply(cond)) as tf.Tensor2D;
+      let emb = tf.add(temb, this.condEmbed.apply(cond)) as tf.Tensor2D;
+      if (this.guidanceEmbed) {
+        if (!guidance) throw new Error('a guidance-distilled U-Net needs the guidance scale of every item');
+        // phi in [1, ~10] on the timestep embedding's frequency scale (Meng et al. embed w with Fourier features).
+        const g = timestepEmbedding(tf.mul(guidance, GUIDANCE_EMBED_SCALE) as tf.Tensor1D, this.config.modelChannels);
+        emb = tf.add(emb, this.guidanceEmbed[1].apply(silu(this.guidanceEmbed[0].apply(g)))) as tf.Tensor2D;
+      }
       let h = tf.concat([x, reference], 3) as tf.Tensor4D;
       const skips: tf.Tensor4D[] = [];
       for (const b of this.inputBlocks) {
