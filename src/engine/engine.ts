@@ -340,6 +340,7 @@ export class Engine implements GenerationEngine {
         const request = {
           text: inp.text, reference: inp.reference, steps: inp.steps, guidanceScale: inp.guidanceScale,
           icmGuidanceScale: inp.icmGuidanceScale, seed: inp.seed, ...(inp.candidates ? { candidates: inp.candidates } : {}),
+          ...(inp.solver ? { solver: inp.solver } : {}),
         };
         const referenceLatent = inp.referenceLatent ?? this.latents.get(inp.reference);
         try {

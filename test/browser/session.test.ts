@@ -90,7 +90,7 @@ describe('the web client in a browser', () => {
       drawer: await teller.getByTestId('link-drawer').inputValue(),
       observer: await teller.getByTestId('link-observer').inputValue(),
     };
-    expect(sessionLinks.drawer).toMatch(/\/\?session=[^&]+&role=DRAWER$/);
+    expect(sessionLinks.drawer).toMatch(/\/\?session=[^&]+&role=DRAWER&invite=[^&]+$/);
 
     // The drawer's sockets go through a route the test can cut (reconnect test below).
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
