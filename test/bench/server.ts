@@ -243,17 +243,20 @@ async function run(servers: Server[], batching: boolean, n: number, args: Args):
   await Promise.all(
     sessions.map(async (s) => {
       const tokens = [s.teller];
-      const inv = await gql<{ createInvite: { code: string } }>(
-        server.url,
-        `mutation($s: ID!) { createInvite(sessionId: $s, role: OBSERVER) { code } }`,
-        { s: s.id },
-        s.teller,
-      );
+      // One observer invite for all of them (only when there are observers).
+      const inv = args.subscribers > 1
+        ? await gql<{ createInvite: { code: string } }>(
+            at(s.index).url,
+            `mutation($s: ID!) { createInvite(sessionId: $s, role: OBSERVER, maxUses: ${Math.max(1, args.subscribers - 1)}) { code } }`,
+            { s: s.id },
+            s.teller,
+          )
+        : null;
       for (let k = 1; k < args.subscribers; k++) {
         const j = await gql<{ joinSession: { token: string } }>(
           at(s.index).url,
           `mutation($i: JoinSessionInput!) { joinSession(input: $i) { token } }`,
-          { i: { sessionId: s.id, name: `watcher ${k}`, role: 'OBSERVER', invite: inv.createInvite.code } },
+          { i: { sessionId: s.id, name: `watcher ${k}`, role: 'OBSERVER', invite: inv!.createInvite.code } },
         );
         tokens.push(j.joinSession.token);
       }
