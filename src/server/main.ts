@@ -5,32 +5,14 @@
 import { loadConfig, ConfigError } from '../config/index.js';
 import { logger } from '../log/index.js';
 import { startApp } from './app.js';
+import { drainOnSignals } from './shutdown.js';
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const server = await startApp({ config });
   logger.info({ web: `${server.origin}/`, graphql: server.url, subscriptions: server.wsUrl, engine: server.engine.status() }, `server ready: open ${server.origin}/ in a browser`);
 
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down: draining');
-    const timer = setTimeout(() => {
-      logger.error('drain timed out; exiting');
-      process.exit(1);
-    }, config.shutdownTimeoutMs);
-    timer.unref();
-    server.drain().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, 'drain failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  drainOnSignals('server', () => server.drain(), config.shutdownTimeoutMs);
 }
 
 main().catch((err: unknown) => {

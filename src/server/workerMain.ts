@@ -4,31 +4,13 @@
  */
 import { ConfigError, loadConfig } from '../config/index.js';
 import { logger } from '../log/index.js';
+import { drainOnSignals } from './shutdown.js';
 import { startWorker } from './worker.js';
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const worker = await startWorker(config);
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal, worker: worker.id }, 'worker shutting down: draining');
-    const timer = setTimeout(() => {
-      logger.error('drain timed out; exiting');
-      process.exit(1);
-    }, config.shutdownTimeoutMs);
-    timer.unref();
-    worker.drain().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, 'drain failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  drainOnSignals(`worker ${worker.id}`, () => worker.drain(), config.shutdownTimeoutMs);
 }
 
 main().catch((err: unknown) => {
