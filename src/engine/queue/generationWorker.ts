@@ -47,7 +47,8 @@ export class GenerationWorker {
   private connection: Redis | null = null;
   private cancels: Redis | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
-  private readonly waiting = new Map<string, (o: Outcome) => void>();
+  /** Jobs waiting for their turn's end, by turn (a job BullMQ hands this worker again waits beside the first). */
+  private readonly waiting = new Map<string, Array<(o: Outcome) => void>>();
   private draining = false;
 
   constructor(private readonly o: GenerationWorkerOptions) {}
@@ -55,9 +56,9 @@ export class GenerationWorker {
   /** The engine's hooks, seen by this worker: a terminal hook (or a start that finds nothing) completes the job. */
   observe(hooks: EngineHooks): EngineHooks {
     const settle = (turnId: string, o: Outcome): void => {
-      const w = this.waiting.get(turnId);
+      const ws = this.waiting.get(turnId) ?? [];
       this.waiting.delete(turnId);
-      w?.(o);
+      for (const w of ws) w(o);
     };
     return {
       start: async (turnId) => {
@@ -129,7 +130,7 @@ export class GenerationWorker {
       await job.moveToDelayed(Date.now() + (this.o.orderRetryMs ?? 150), token);
       throw new DelayedError();
     }
-    const outcome = new Promise<Outcome>((resolve) => this.waiting.set(turnId, resolve));
+    const outcome = new Promise<Outcome>((resolve) => this.waiting.set(turnId, [...(this.waiting.get(turnId) ?? []), resolve]));
     this.engine!.enqueue(sessionId, turnId, model);
     if ((await outcome) === 'suspended') {
       // Drained mid-turn: back to the queue for another worker (or this one after a restart).
@@ -150,9 +151,9 @@ export class GenerationWorker {
     await this.worker?.pause(true);
     await this.engine?.drain();
     await beforeHandBack?.();
-    for (const [turnId, w] of [...this.waiting]) {
+    for (const [turnId, ws] of [...this.waiting]) {
       this.waiting.delete(turnId);
-      w('suspended');
+      for (const w of ws) w('suspended');
     }
     await this.worker?.close();
     if (this.connection) await this.connection.del(WORKER_KEY_PREFIX + this.id).catch(() => undefined);
