@@ -6,8 +6,9 @@
 import path from 'node:path';
 import { isScaleOut, resolveTurnDefaults, servedModels, type Config } from '../config/index.js';
 import { codrawBackground, encodePng, iclevrBackground, type RgbImage } from '../data/index.js';
-import { QueueEngine, createThreadedEngine, type BatchInfo, type SharedEngineSettings, type ThreadedEngine } from '../engine/index.js';
-import { ENGINE_DEFAULTS } from '../engine/index.js';
+import {
+  ENGINE_DEFAULTS, QueueEngine, createThreadedEngine, type BatchInfo, type SharedEngineSettings, type ThreadedEngine,
+} from '../engine/index.js';
 import { readCheckpointConfig } from '../model/index.js';
 import { partLogger } from '../log/index.js';
 import { RedisPubSub, type SessionModel } from '../sessions/index.js';
