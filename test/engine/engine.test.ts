@@ -10,7 +10,7 @@ import { decodePng, type RgbImage } from '../../src/data/index.js';
 import { Sampler, saveCheckpoint, type CddIcm } from '../../src/model/index.js';
 import { createEngine, type BatchInfo, type EngineOptions, type GenerationEngine } from '../../src/engine/index.js';
 import { backendInfo } from '../../src/backend/index.js';
-import { RecordingHooks, tinyModel } from './recorder.js';
+import { RecordingHooks, maxDiff, soloSample, tinyModel } from './recorder.js';
 
 let model: CddIcm;
 let engine: GenerationEngine | null = null;
@@ -37,21 +37,7 @@ afterEach(async () => {
 
 /** What the model makes of a request alone (the reference result the engine must reproduce). */
 function solo(req: { text: string; reference: RgbImage; steps: number; seed: number }): RgbImage {
-  const sampler = new Sampler(model);
-  const s = sampler.prepare({ ...req, guidanceScale: 1, icmGuidanceScale: 0 });
-  try {
-    while (!s.done) sampler.step([s]);
-    return s.result();
-  } finally {
-    s.dispose();
-  }
-}
-
-function maxDiff(a: RgbImage, b: RgbImage): number {
-  expect([a.width, a.height]).toEqual([b.width, b.height]);
-  let m = 0;
-  for (let i = 0; i < a.data.length; i++) m = Math.max(m, Math.abs(a.data[i]! - b.data[i]!));
-  return m;
+  return soloSample(model, { ...req, guidanceScale: 1, icmGuidanceScale: 0 });
 }
 
 const settled = (hooks: RecordingHooks, ids: string[]) => Promise.all(ids.map((id) => hooks.outcome(id)));

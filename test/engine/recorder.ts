@@ -3,7 +3,7 @@
  * (a turn's reference is its session's latest result, or the background) and records every call in order.
  */
 import { blankImage, decodePng, type RgbImage } from '../../src/data/index.js';
-import { WordTokenizer, createModel, type CddIcm } from '../../src/model/index.js';
+import { Sampler, WordTokenizer, createModel, type CddIcm, type SampleRequest } from '../../src/model/index.js';
 import type { EngineHooks, TurnInputs, TurnProgress, TurnTimings } from '../../src/engine/index.js';
 
 export const CORPUS = ['add a red cube in the middle', 'add a blue sphere left of the red cube', 'put a green cylinder behind it'];
@@ -113,4 +113,24 @@ export class RecordingHooks implements EngineHooks {
     for (const w of this.waiters.get(turnId) ?? []) w(o);
     this.waiters.delete(turnId);
   }
+}
+
+/** What a model makes of one request alone, on this thread (the result an engine must reproduce). */
+export function soloSample(model: CddIcm, req: SampleRequest): RgbImage {
+  const sampler = new Sampler(model);
+  const s = sampler.prepare(req);
+  try {
+    while (!s.done) sampler.step([s]);
+    return s.result();
+  } finally {
+    s.dispose();
+  }
+}
+
+/** Largest per-channel difference of two images of one size. */
+export function maxDiff(a: RgbImage, b: RgbImage): number {
+  if (a.width !== b.width || a.height !== b.height) throw new Error(`sizes differ: ${a.width}x${a.height} vs ${b.width}x${b.height}`);
+  let m = 0;
+  for (let i = 0; i < a.data.length; i++) m = Math.max(m, Math.abs(a.data[i]! - b.data[i]!));
+  return m;
 }

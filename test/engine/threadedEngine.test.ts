@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { RgbImage } from '../../src/data/index.js';
-import { loadCheckpoint, modelWeights, saveCheckpoint, Sampler, setModelWeights, type CddIcm } from '../../src/model/index.js';
+import { loadCheckpoint, modelWeights, saveCheckpoint, setModelWeights, type CddIcm } from '../../src/model/index.js';
 import { nativeCallCounts, resetKernelCounts } from '../../src/backend/index.js';
 import { ENGINE_DEFAULTS, ThreadedEngine, type BatchInfo, type ThreadedEngineOptions, type TurnInputs } from '../../src/engine/index.js';
-import { RecordingHooks, tinyModel } from './recorder.js';
+import { RecordingHooks, maxDiff, soloSample, tinyModel } from './recorder.js';
 
 let dir: string;
 /** Two tiny models with different weights, and a folder whose weights are unreadable. */
@@ -74,23 +74,7 @@ function start(hooks: RecordingHooks, over: Partial<ThreadedEngineOptions> = {})
   return { engine, batches };
 }
 
-/** What a model makes of a turn's inputs alone, on this thread. */
-function solo(model: CddIcm, req: TurnInputs): RgbImage {
-  const sampler = new Sampler(model);
-  const s = sampler.prepare(req);
-  try {
-    while (!s.done) sampler.step([s]);
-    return s.result();
-  } finally {
-    s.dispose();
-  }
-}
-
-function maxDiff(a: RgbImage, b: RgbImage): number {
-  let m = 0;
-  for (let i = 0; i < a.data.length; i++) m = Math.max(m, Math.abs(a.data[i]! - b.data[i]!));
-  return m;
-}
+const solo = (model: CddIcm, req: TurnInputs): RgbImage => soloSample(model, req);
 
 const settled = (hooks: RecordingHooks, ids: string[]) => Promise.all(ids.map((id) => hooks.outcome(id)));
 
