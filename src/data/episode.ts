@@ -51,6 +51,8 @@ export type SceneObject = IclevrObject | CodrawObject;
 export interface EpisodeTurn<O extends SceneObject = SceneObject> {
   text: string;
   objects: O[];
+  /** The generator's own wording when `text` is a paraphrase of it (paraphrased validation sets). */
+  canonicalText?: string;
 }
 
 export interface IclevrEpisode {
@@ -87,7 +89,7 @@ const codrawObjectSchema = z.strictObject({
   subtype: z.number().int().min(0).max(34).optional(),
 });
 
-const turn = <T extends z.ZodType>(obj: T) => z.strictObject({ text: z.string().min(1), objects: z.array(obj) });
+const turn = <T extends z.ZodType>(obj: T) => z.strictObject({ text: z.string().min(1), objects: z.array(obj), canonicalText: z.string().min(1).optional() });
 
 const episodeSchema = z.discriminatedUnion('dataset', [
   z.strictObject({ id: z.string().min(1), dataset: z.literal('iclevr'), turns: z.array(turn(iclevrObjectSchema)).min(1) }),

@@ -5,6 +5,8 @@ export * from './episode.js';
 export { Rng, hashSeed, hashString, mulberry32 } from './prng.js';
 export * from './iclevr.js';
 export * from './iclevrRender.js';
+export * from './iclevrPhrasing.js';
+export { heldOutPhrasing, paraphraseEpisodes } from './iclevrHeldOutPhrasing.js';
 export * from './codraw.js';
 export * from './codrawRender.js';
 export * from './scene.js';

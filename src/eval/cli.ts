@@ -19,7 +19,7 @@ import { loadDetector } from './detector.js';
 import { contactSheet } from './contactSheet.js';
 import { DETECTOR_TRUST_F1 } from './trust.js';
 import { DATASET_INFO } from './datasets.js';
-import type { Episode } from '../data/index.js';
+import { paraphraseEpisodes, type Episode } from '../data/index.js';
 import { evaluateModel, type ModelEvalReport } from './evaluate.js';
 import { checkCodec } from './codecCheck.js';
 import { CliError, Progress, fmtMs, initBackendFromArgs, loadEpisodesArg, num, optNum, parse, runCli, str } from './cliUtil.js';
@@ -27,7 +27,9 @@ import { CliError, Progress, fmtMs, initBackendFromArgs, loadEpisodesArg, num, o
 const USAGE = `usage: npm run eval -- --model CHECKPOINT --episodes FILE [--limit N] [--teacher-forced] [--steps K]
   [--guidance PHI] [--icm-guidance PSI] [--seed S] [--batch B] [--detector DIR] [--out DIR] [--json]
   [--codraw-dir DIR] [--backend auto|native-cpu|cpu|tensorflow] [--sheet-episodes N] [--reencode-reference]
-  [--candidates N] [--solver ddim|dpm++2m]
+  [--candidates N] [--solver ddim|dpm++2m] [--paraphrase SEED]
+  --paraphrase SEED: i-CLEVR turns worded by the held-out paraphrase generator (src/data/iclevrHeldOutPhrasing.ts)
+  instead of the canonical grammar; the scene targets are unchanged
   --steps / --guidance / --icm-guidance / --candidates / --solver default to the checkpoint's recommended sampling
   settings (config.json's "sampling", as the server), else 50 steps, phi 3, psi 2, 1 candidate, DDIM
   --solver: DDIM (eta 0) or DPM-Solver++(2M) on the same respaced schedule, guidance applied alike
@@ -78,6 +80,7 @@ async function main(): Promise<void> {
       solver: { type: 'string' },
       'codec-check': { type: 'boolean' },
       rounds: { type: 'string' },
+      paraphrase: { type: 'string' },
     },
     USAGE,
   );
@@ -106,6 +109,11 @@ async function main(): Promise<void> {
   if (episodes.length === 0) throw new CliError(`${episodesFile} holds no episodes`);
   if (limit) episodes = episodes.slice(0, limit);
   const dataset = episodes[0]!.dataset;
+  const paraphraseSeed = optNum(a.paraphrase, 'paraphrase', { int: true });
+  if (paraphraseSeed !== undefined) {
+    if (dataset !== 'iclevr') throw new CliError('--paraphrase applies to i-CLEVR episodes (their canonical grammar is what gets reworded)');
+    episodes = paraphraseEpisodes(episodes, paraphraseSeed);
+  }
   if (episodes.some((e) => e.dataset !== dataset)) throw new CliError(`${episodesFile} mixes i-CLEVR and CoDraw episodes`);
   const detectorDir = str(a.detector, 'detector', join('models', 'detectors', dataset));
   if (!existsSync(join(detectorDir, 'config.json')))

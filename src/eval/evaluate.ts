@@ -53,6 +53,8 @@ export interface ModelEvalOptions {
 
 export interface TurnResult {
   text: string;
+  /** The generator's wording when `text` is a paraphrase (relations are read from it). */
+  canonicalText?: string;
   /** Ground-truth rendering and generated image (model size); kept for the first `keepImages` episodes only. */
   groundTruth?: RgbImage;
   generated?: RgbImage;
@@ -98,7 +100,7 @@ function relationReport(results: readonly EpisodeResult[], relationOf: (text: st
   let refJudged = 0;
   let refHeld = 0;
   for (const t of results.flatMap((r) => r.turns)) {
-    const rel = relationOf(t.text);
+    const rel = relationOf(t.canonicalText ?? t.text);
     if (!rel) continue;
     asked++;
     const gen = relationHolds(t.genDetections, rel);
@@ -176,6 +178,7 @@ export async function evaluateModel(
         const keep = results.length < (opts.keepImages ?? 24);
         const r: TurnResult = {
           text: turn.text,
+          ...(turn.canonicalText ? { canonicalText: turn.canonicalText } : {}),
           ...(keep ? { groundTruth: gts[i]![t]!, generated: gens[i]![t]! } : {}),
           annotations: locate(turn.objects),
           gtDetections: gtDet[k]!,

@@ -34,6 +34,8 @@ export {
 export { rollOutEpisodes, type RolloutOptions, type RolloutReference } from './rollout.js';
 export * from './checkpoint.js';
 export * from './tokenizer/index.js';
+export { learnByteBpe, BPE_PAD, type LearnBpeOptions } from './tokenizer/bpeTrainer.js';
+export { retokenizeModel, type RetokenizeReport } from './retokenize.js';
 export * from './encoders/index.js';
 export {
   Autoencoder,

@@ -34,6 +34,10 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
   --icm-hard-negatives  i-CLEVR: each relation turn's mirrored instruction is an extra L_icm / L_n-icm negative
   --icm-hard-negative-axes  with it: a diagonal relation's one-axis mirrors are negatives too (left/right must matter)
   --icm-hard-negative-colors  i-CLEVR: each turn with its new object in another colour is an extra negative
+  --reword-rate P       i-CLEVR: share of instructions reworded by the training grammar each step (synonyms, other
+                        relation wordings and orders, typos; default 0); validation rewords the same share
+  --tokenizer word|bpe  a fresh model's tokenizer (default word); with --init a word-level model is converted to a
+                        byte-level BPE learnt from the training texts, keeping every weight (no word becomes [UNK])
   --p2-gamma X          P2 timestep weighting of L_mse, 1/(1 + SNR_t)^X (default 0: the paper's uniform weighting)
   --clip-norm X         global gradient-norm clipping (default 1, 0 = off)
   --val-every K         validate every K steps (default 500); --val-batches N (default 8)
@@ -97,6 +101,8 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
       gamma: { type: 'string' },
       delta: { type: 'string' },
       'p2-gamma': { type: 'string' },
+      'reword-rate': { type: 'string' },
+      tokenizer: { type: 'string' },
       'icm-hard-negatives': { type: 'boolean' },
       'icm-hard-negative-axes': { type: 'boolean' },
       'icm-hard-negative-colors': { type: 'boolean' },
@@ -167,6 +173,13 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
   set('gamma', num(values.gamma, 'gamma'));
   set('delta', num(values.delta, 'delta'));
   set('p2Gamma', num(values['p2-gamma'], 'p2-gamma'));
+  set('rewordRate', num(values['reword-rate'], 'reword-rate'));
+  if (!(o.rewordRate >= 0 && o.rewordRate <= 1)) throw new Error('--reword-rate must be in [0, 1]');
+  if (o.rewordRate > 0 && dataset !== 'iclevr') throw new Error('--reword-rate needs i-CLEVR episodes (their canonical grammar is what gets reworded)');
+  if (values.tokenizer !== undefined) {
+    if (values.tokenizer !== 'word' && values.tokenizer !== 'bpe') throw new Error(`--tokenizer must be word or bpe, got "${values.tokenizer}"`);
+    o.tokenizer = values.tokenizer;
+  }
   if (o.p2Gamma < 0) throw new Error('--p2-gamma must be >= 0');
   if (values['icm-hard-negatives']) {
     if (dataset !== 'iclevr') throw new Error('--icm-hard-negatives needs i-CLEVR episodes (their relations can be mirrored)');

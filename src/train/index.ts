@@ -45,3 +45,4 @@ export {
   type RolloutSettings,
   type RolloutOptions,
 } from './selfReferences.js';
+export { rewordBatch, lexiconSynonyms, learnTrainingTokenizer, toBpeModel } from './language.js';

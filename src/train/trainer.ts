@@ -58,6 +58,7 @@ import {
   type OwnTarget,
   type TurnDataset,
 } from './data.js';
+import { learnTrainingTokenizer, rewordBatch, toBpeModel } from './language.js';
 import { checkSelfReferences, readSelfReferences, type SelfReferences } from './selfReferences.js';
 import { disposeSnapshot, initialLoopState, runStage, type BestSnapshot, type Budget, type LoopState, type StageTask } from './loop.js';
 
@@ -96,6 +97,10 @@ export interface TrainOptions {
   /** i-CLEVR: every turn's instruction with its new object in another colour is an extra negative (recoloredTurnText). */
   icmHardNegativeColors: boolean;
   conditionDropout: number;
+  /** i-CLEVR: share of training (and validation) instructions reworded by the training grammar (iclevrPhrasing.ts). */
+  rewordRate: number;
+  /** 'bpe': a byte-level BPE learnt from the training texts (with --init: the word-level model converted to it). */
+  tokenizer?: 'word' | 'bpe';
   clipNorm: number;
   valEvery: number;
   /** Validations in a row that may fail to improve before restore-and-halve (1: the paper's rule). */
@@ -150,6 +155,7 @@ export const DEFAULT_OPTIONS: Omit<TrainOptions, 'dataset' | 'config' | 'stage' 
   icmHardNegativeAxes: false,
   icmHardNegativeColors: false,
   conditionDropout: PAPER_DEFAULTS.conditionDropout,
+  rewordRate: 0,
   clipNorm: 1,
   valEvery: 500,
   valPatience: 1,
@@ -295,7 +301,8 @@ export function modelStageTask(
   optimizer: AdamW,
   train: TurnDataset,
   valBatches: HostBatch[],
-  o: Pick<TrainOptions, 'batch' | 'seed' | 'gamma' | 'delta' | 'p2Gamma' | 'conditionDropout' | 'icmHardNegatives' | 'icmHardNegativeAxes' | 'icmHardNegativeColors' | 'selfReferenceRate' | 'selfReferenceTarget'>,
+  o: Pick<TrainOptions, 'batch' | 'seed' | 'gamma' | 'delta' | 'p2Gamma' | 'conditionDropout' | 'icmHardNegatives' | 'icmHardNegativeAxes' | 'icmHardNegativeColors' | 'selfReferenceRate' | 'selfReferenceTarget'> &
+    Partial<Pick<TrainOptions, 'rewordRate'>>,
   own?: SelfReferences,
 ): StageTask & { stream: BatchStream } {
   const sampler = new TurnSampler(train.texts.length, mixSeed(o.seed, 17));
@@ -306,8 +313,12 @@ export function modelStageTask(
     const recolored = o.icmHardNegativeColors ? recoloredTurnText(t) : null;
     return [...(o.icmHardNegatives ? relationHardNegatives(t, o.icmHardNegativeAxes) : []), ...(recolored ? [recolored] : [])];
   };
-  const withHardNegatives = <B extends TurnBatch>(b: B): B =>
-    o.icmHardNegatives || o.icmHardNegativeColors ? { ...b, hardNegativeTexts: b.texts.map(hardNegatives) } : b;
+  // Hard negatives come from the canonical texts, then positives and negatives are reworded alike.
+  const withLanguage = <B extends TurnBatch>(b: B, ...key: number[]): B => {
+    const negatives = o.icmHardNegatives || o.icmHardNegativeColors ? b.texts.map(hardNegatives) : undefined;
+    const r = rewordBatch(b.texts, negatives, o.rewordRate ?? 0, o.seed, ...key);
+    return { ...b, texts: r.texts, ...(r.negatives ? { hardNegativeTexts: r.negatives } : {}) };
+  };
   const lossOpts = { stage, gamma: o.gamma, delta: o.delta, p2Gamma: o.p2Gamma, conditionDropout: o.conditionDropout };
   return {
     name: `stage ${stage}`,
@@ -316,7 +327,7 @@ export function modelStageTask(
     stream,
     loss(cursor, step) {
       stream.cursor = cursor;
-      const b = withHardNegatives(batchTensors(stream.next()));
+      const b = withLanguage(batchTensors(stream.next()), stage, step);
       // Timesteps, noise and condition dropout come from a per-step seed: a resumed run draws the same ones.
       const l = model.losses(b, { ...lossOpts, rng: mulberry32(mixSeed(o.seed, stage, step)) });
       disposeBatch(b);
@@ -328,7 +339,7 @@ export function modelStageTask(
       let sum = 0;
       valBatches.forEach((hb, i) => {
         sum += tf.tidy(() => {
-          const b = withHardNegatives(batchTensors(hb));
+          const b = withLanguage(batchTensors(hb), 999, stage, i);
           return model.losses(b, { ...lossOpts, rng: mulberry32(mixSeed(o.seed, 999, stage, i)) }).total.dataSync()[0]!;
         });
       });
@@ -347,13 +358,23 @@ async function writeArgs(o: TrainOptions): Promise<void> {
 
 async function buildModel(o: TrainOptions, train: TurnDataset): Promise<CddIcm> {
   // --autoencoder with --init swaps the codec (e.g. stage 1 ran while the autoencoder was still training).
-  if (o.init) return loadCheckpoint(o.init, o.autoencoder ? { codec: new AutoencoderCodec(await loadAutoencoder(o.autoencoder)) } : {});
+  if (o.init) {
+    const loaded = await loadCheckpoint(o.init, o.autoencoder ? { codec: new AutoencoderCodec(await loadAutoencoder(o.autoencoder)) } : {});
+    if (o.tokenizer !== 'bpe' || loaded.tokenizer.kind === 'clip-bpe') return loaded;
+    const { model, report } = toBpeModel(loaded, o.dataset, train.texts, o.seed);
+    log.info({ vocab: report.vocabSize, copied: report.copied, fromSynonyms: report.fromSynonyms, split: report.split }, 'word-level model converted to a byte-level BPE');
+    return model;
+  }
   const cfg: ModelConfig = modelConfig(o.config, { imageSize: o.imageSize });
   // CoDraw's dialogue turns are much longer than i-CLEVR's instructions.
   if (o.contextLength !== undefined) cfg.text = { ...cfg.text, contextLength: o.contextLength };
-  if (cfg.tokenizer !== 'word') throw new Error(`preset ${o.config} wants a ${cfg.tokenizer} tokenizer: initialise it with --init from a converted CLIP checkpoint`);
-  // A word-level tokenizer built from the training corpus (models trained from scratch).
-  const tokenizer = WordTokenizer.fromCorpus(train.texts, { contextLength: cfg.text.contextLength });
+  if (cfg.tokenizer !== 'word' && o.tokenizer !== 'bpe') throw new Error(`preset ${o.config} wants a ${cfg.tokenizer} tokenizer: initialise it with --init from a converted CLIP checkpoint`);
+  // A tokenizer built from the training corpus (models trained from scratch): word-level, or a byte-level BPE.
+  if (o.tokenizer === 'bpe') cfg.tokenizer = 'clip-bpe';
+  const tokenizer =
+    o.tokenizer === 'bpe'
+      ? learnTrainingTokenizer(o.dataset, train.texts, cfg.text.contextLength, o.seed)
+      : WordTokenizer.fromCorpus(train.texts, { contextLength: cfg.text.contextLength });
   let codec: ImageCodec | undefined;
   if (cfg.latent) {
     if (!o.autoencoder) throw new Error(`preset ${o.config} is a latent model: pass --autoencoder <folder> (train one with --stage ae)`);
