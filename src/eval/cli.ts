@@ -186,6 +186,7 @@ async function main(): Promise<void> {
     dataset,
     model: modelDir,
     episodes_file: episodesFile,
+    paraphrase: paraphraseSeed ?? null,
     detector: detectorDir,
     teacher_forced: teacherForced,
     reencode_reference: reencodeReference,
