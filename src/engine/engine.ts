@@ -36,6 +36,8 @@ interface TurnSlot {
   channel: ProgressChannel | null;
   stepsRun: number;
   batchSizeSum: number;
+  /** Its first step's preview went out before the step (Sampler.glimpse). */
+  glimpsed: boolean;
 }
 
 export interface EngineCoreOptions {
@@ -66,6 +68,9 @@ export const FEW_STEP_TURN = 8;
 export function previewAt(step: number, totalSteps: number, every: number): boolean {
   return step === 1 || step % every === 0 || totalSteps <= FEW_STEP_TURN;
 }
+
+/** How long the loop waits for a first glimpse's PNG before the step (a 64x64 PNG takes well under 1 ms). */
+const GLIMPSE_GRACE_MS = 25;
 
 /** Weight of the newest step time in the running mean used for etaMs. */
 const STEP_EMA = 0.3;
@@ -273,7 +278,7 @@ export class Engine implements GenerationEngine {
       const q = this.queue.next();
       if (!q) return;
       const rec: TurnSlot = {
-        ...q, phase: 'starting', cancelRequested: false, startedAt: 0, inputs: null, state: null, channel: null, stepsRun: 0, batchSizeSum: 0,
+        ...q, phase: 'starting', cancelRequested: false, startedAt: 0, inputs: null, state: null, channel: null, stepsRun: 0, batchSizeSum: 0, glimpsed: false,
       };
       this.turns.set(q.turnId, rec);
       this.starting++;
@@ -368,6 +373,42 @@ export class Engine implements GenerationEngine {
     }
     this.readyTurns.unshift(...waiting);
     this.preparing = 0;
+    await this.glimpseNewcomers(sampler, this.batch.filter((r) => newcomers.includes(r)));
+  }
+
+  /**
+   * The first frame of each turn that just joined, before the batch takes its step: the x0 estimate of its first
+   * step, computed for the newcomers alone (a small U-Net call; the step then reuses it), so the first glimpse
+   * does not wait for a whole batched, best-of-n step. The loop waits (briefly) for its PNG: the step that follows
+   * blocks this thread, and the frame would go out only after it.
+   */
+  private async glimpseNewcomers(sampler: Sampler, joined: TurnSlot[]): Promise<void> {
+    const fresh = joined.filter((r) => r.state!.stepIndex === 0);
+    if (this.o.previewEvery <= 0 || fresh.length === 0) return;
+    let pixels: (tf.Tensor3D | null)[];
+    const t0 = performance.now();
+    try {
+      pixels = sampler.glimpse(fresh.map((r) => r.state!));
+    } catch (err) {
+      log.warn({ err, turns: fresh.length }, 'first-step glimpse failed; previews start after the step');
+      return;
+    }
+    for (const [i, rec] of fresh.entries()) {
+      const p = pixels[i];
+      if (!p) continue;
+      const x = p.expandDims(0) as tf.Tensor4D;
+      const [img] = tensorToImages(x);
+      tf.dispose([x, p]);
+      // Before any step of this engine, the glimpse's own time stands in for a step's.
+      const etaMs = Math.max(1, Math.round(rec.state!.totalSteps * (this.stepMs ?? performance.now() - t0)));
+      rec.channel!.step(1, etaMs, img ?? null);
+      rec.glimpsed = img !== undefined;
+    }
+    const encoding = fresh.map((r) => r.channel!).filter((c) => c.busy);
+    if (encoding.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(encoding.map((c) => c.idle())), new Promise<void>((r) => (timer = setTimeout(r, Math.max(GLIMPSE_GRACE_MS, this.o.previewGraceMs))))]);
+    clearTimeout(timer);
   }
 
   private dropCancelled(): void {
@@ -434,7 +475,8 @@ export class Engine implements GenerationEngine {
       }
       keep.push(rec);
       const etaMs = Math.round((s.totalSteps - s.stepIndex) * this.stepMs);
-      const wantPreview = this.o.previewEvery > 0 && previewAt(s.stepIndex, s.totalSteps, this.o.previewEvery);
+      // Step 1's preview already went out as the glimpse.
+      const wantPreview = this.o.previewEvery > 0 && previewAt(s.stepIndex, s.totalSteps, this.o.previewEvery) && !(s.stepIndex === 1 && rec.glimpsed);
       rec.channel!.step(s.stepIndex, etaMs, wantPreview ? this.preview(rec) : null);
       if (rec.channel!.busy) encoding.push(rec.channel!);
     }

@@ -79,6 +79,8 @@ class State implements SampleState {
   disposed = false;
   x: tf.Tensor4D;
   x0: tf.Tensor4D | null = null;
+  /** The guided x0 estimate of the step at `step`, computed ahead by `Sampler.glimpse`; that step reuses it. */
+  ahead: { step: number; x0: tf.Tensor4D } | null = null;
   constructor(
     readonly request: SampleRequest,
     readonly model: CddIcm,
@@ -136,6 +138,7 @@ class State implements SampleState {
     this.disposed = true;
     tf.dispose(this.ownsCondition ? [this.x, this.cond.reference, this.cond.c, this.cond.context] : [this.x]);
     this.x0?.dispose();
+    this.ahead?.x0.dispose();
   }
   private alive(): void {
     if (this.disposed) throw new Error('sample state was disposed');
@@ -255,29 +258,36 @@ export class Sampler {
     return new BestOfState(req, m, members, cond);
   }
 
-  /** One denoising step for every unfinished state, batched in one U-Net call (plus one for the null condition). */
-  step(states: SampleState[]): void {
-    const active = states.flatMap((s) => (s instanceof BestOfState ? s.members : [s])).map((s) => {
+  /** The states' unfinished samples (a best-of-n state's candidates), checked to belong to this sampler. */
+  private members(states: SampleState[]): State[] {
+    return states.flatMap((s) => (s instanceof BestOfState ? s.members : [s])).map((s) => {
       if (!(s instanceof State) || s.model !== this.model) throw new Error('state was not prepared by a sampler of this model');
       if (s.disposed) throw new Error('sample state was disposed');
       return s;
     }).filter((s) => !s.done);
-    if (active.length === 0) return;
+  }
+
+  /** Per-item position in its own respaced schedule (index n-1 is x_T's step). */
+  private positions(active: State[]): ScheduleStep[] {
+    return active.map((s) => ({ diffusion: s.schedule, index: s.totalSteps - 1 - s.stepIndex }));
+  }
+
+  /**
+   * The guided x0 estimate of each item's next step: one U-Net call for the batch (plus one for the null
+   * condition), classifier-free guidance (Eq. 15), then ICM guidance (Eq. 14) expressed on the estimate.
+   */
+  private estimate(active: State[]): tf.Tensor4D {
     const m = this.model;
     const dif = m.diffusion;
     const B = active.length;
-    // Per-item position in its own respaced schedule (index n-1 is x_T's step): every coefficient below is
-    // gathered from there by the diffusion object.
-    const at: ScheduleStep[] = active.map((s) => ({ diffusion: s.schedule, index: s.totalSteps - 1 - s.stepIndex }));
+    // Every coefficient below is gathered from each item's own position by the diffusion object.
+    const at = this.positions(active);
     const phi = active.map((s) => s.request.guidanceScale);
     const psi = active.map((s) => s.request.icmGuidanceScale);
     const guided = active.map((_, i) => i).filter((i) => phi[i] !== 1);
     const icmGuided = active.map((_, i) => i).filter((i) => psi[i] !== 0);
-    // DPM-Solver++(2M) takes a second-order step once it has the previous step's x0; DDIM is always first order.
-    const orders: SolverOrder[] = active.map((s) => (s.solver === 'dpm++2m' && s.x0 ? 2 : 1));
     const col = (a: number[]): tf.Tensor4D => tf.tensor4d(Float32Array.from(a), [a.length, 1, 1, 1]);
-
-    const { sample, predX0 } = tf.tidy(() => {
+    return tf.tidy(() => {
       const xt = tf.concat(active.map((s) => s.x)) as tf.Tensor4D;
       const ref = tf.concat(active.map((s) => s.reference)) as tf.Tensor4D;
       const c = tf.concat(active.map((s) => s.c)) as tf.Tensor2D;
@@ -330,6 +340,46 @@ export class Sampler {
         eps = tf.add(eps, dif.epsFromMeanShift(dMu, at)) as tf.Tensor4D;
         x0 = dif.predictX0FromEps(xt, at, eps);
       }
+      return x0;
+    });
+  }
+
+  /**
+   * The x0 estimate of each state's next step (a best-of-n state's first candidate, as `predX0` shows), computed
+   * now and kept, so the step itself reuses it instead of recomputing it: a preview of a step before the batch
+   * takes it. Pixels [H, W, 3] in [-1, 1] per state (null for a finished one); the caller disposes them.
+   */
+  glimpse(states: SampleState[]): (tf.Tensor3D | null)[] {
+    const firsts = states.map((s) => this.members([s instanceof BestOfState ? s.members[0]! : s])[0] ?? null);
+    const todo = firsts.filter((s): s is State => s !== null && s.ahead?.step !== s.stepIndex);
+    if (todo.length > 0) {
+      const x0 = this.estimate(todo);
+      const parts = tf.split(x0, todo.length) as tf.Tensor4D[];
+      x0.dispose();
+      todo.forEach((s, i) => {
+        s.ahead?.x0.dispose();
+        s.ahead = { step: s.stepIndex, x0: parts[i]! };
+      });
+    }
+    return firsts.map((s) => (s ? tf.tidy(() => tf.clipByValue(this.model.codec.decode(s.ahead!.x0), -1, 1).squeeze([0]) as tf.Tensor3D) : null));
+  }
+
+  /** One denoising step for every unfinished state, batched in one U-Net call (plus one for the null condition). */
+  step(states: SampleState[]): void {
+    const active = this.members(states);
+    if (active.length === 0) return;
+    const dif = this.model.diffusion;
+    const B = active.length;
+    const at = this.positions(active);
+    // DPM-Solver++(2M) takes a second-order step once it has the previous step's x0; DDIM is always first order.
+    const orders: SolverOrder[] = active.map((s) => (s.solver === 'dpm++2m' && s.x0 ? 2 : 1));
+    // Items glimpsed at this step already have their estimate; only the others go through the U-Net.
+    const ready = (s: State) => s.ahead !== null && s.ahead.step === s.stepIndex;
+    const fresh = active.filter((s) => !ready(s));
+    const { sample, predX0 } = tf.tidy(() => {
+      const xt = tf.concat(active.map((s) => s.x)) as tf.Tensor4D;
+      const estimated = fresh.length > 0 ? (tf.split(this.estimate(fresh), fresh.length) as tf.Tensor4D[]) : [];
+      const x0 = tf.concat(active.map((s) => (ready(s) ? s.ahead!.x0 : estimated[fresh.indexOf(s)]!))) as tf.Tensor4D;
       const x0Prev = orders.includes(2) ? (tf.concat(active.map((s) => s.x0 ?? s.x)) as tf.Tensor4D) : null;
       return { sample: dif.dpmSolverStep(xt, x0, x0Prev, at, orders), predX0: x0 };
     });
@@ -339,6 +389,8 @@ export class Sampler {
     active.forEach((s, i) => {
       s.x.dispose();
       s.x0?.dispose();
+      s.ahead?.x0.dispose();
+      s.ahead = null;
       s.x = samples[i]!;
       s.x0 = x0s[i]!;
       s.stepIndex += 1;

@@ -268,6 +268,45 @@ describe('Sampler', () => {
   });
 });
 
+describe('Sampler.glimpse', () => {
+  it("shows a step's x0 before the step, and the step that follows reuses it: the same samples, leaking nothing", async () => {
+    const before = tf.memory().numTensors;
+    const other = makeTurns()[2]!;
+    const reqs = [req({ guidanceScale: 3, icmGuidanceScale: 2, steps: 5, candidates: 3 }), req({ text: other.text, reference: other.reference, seed: 21, guidanceScale: 3, steps: 4 })];
+    const run = (glimpseAt: number[]) => {
+      const sampler = new Sampler(model);
+      const states = reqs.map((r) => sampler.prepare(r));
+      const seen: number[][] = [];
+      for (let k = 0; states.some((s) => !s.done); k++) {
+        if (glimpseAt.includes(k)) {
+          const g = sampler.glimpse(states);
+          expect(g.every((t) => t !== null)).toBe(true);
+          sampler.step(states);
+          // The glimpse is exactly the x0 the step then used (the preview of that step).
+          states.forEach((s, i) => {
+            const p = s.predX0();
+            expect(maxDiff(g[i]!, p)).toBe(0);
+            p.dispose();
+          });
+          tf.dispose(g as tf.Tensor[]);
+        } else sampler.step(states);
+        seen.push(states.map((s) => s.stepIndex));
+      }
+      const out = states.map((s) => s.result());
+      const finished = sampler.glimpse(states);
+      expect(finished).toEqual([null, null]);
+      states.forEach((s) => s.dispose());
+      return { out, seen };
+    };
+    const plain = run([]);
+    const glimpsed = run([0, 2]);
+    expect(glimpsed.seen).toEqual(plain.seen);
+    // Batched (with the others) or alone (in a glimpse), an item's estimate is the same up to float rounding.
+    plain.out.forEach((im, i) => expect(im.data.reduce((m, v, j) => Math.max(m, Math.abs(v - glimpsed.out[i]!.data[j]!)), 0)).toBeLessThanOrEqual(1));
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
 describe('DPM-Solver++(2M)', () => {
   /** x after `n` sampler steps of a request. */
   const afterSteps = (r: SampleRequest, n: number): tf.Tensor4D => {
