@@ -9,6 +9,8 @@
  * Options: --sessions 1,4,8  --subscribers 20  --turns 2 (per session)  --steps 50|default (default: send none, the
  *          model's recommended settings)  --preview-every 2  --batching on|off|both
  *          --model DIR (default: the tiny preset saved to a temp folder)  --backend auto|native-cpu|cpu|tensorflow
+ *          --sequential: each session submits its next turn when the previous one is final (with --sessions 1:
+ *          one turn alone, submit -> first frame and submit -> final image as a client sees them)
  *          --cluster: also the largest load on 2 API servers + 2 generation workers (own redis-server, a fresh
  *          database on TEST_POSTGRES_URL's server): preview delivery through Redis, lost / duplicated turns
  * Targets on the 2-core machine: 8 sessions finish >= 2x faster with batching; preview p95 < 50 ms at 20 subscribers.
@@ -36,12 +38,14 @@ interface Args {
   defaultSettings: boolean;
   /** Also run the load on a cluster: 2 API servers and 2 workers, Redis and PostgreSQL (TEST_POSTGRES_URL). */
   cluster: boolean;
+  /** Each session submits its next turn only when the previous one is final (turn latency alone, no queueing). */
+  sequential: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
   const a: Args = {
     sessions: [1, 4, 8], subscribers: 20, turns: 2, steps: 50, previewEvery: 2, model: null, backend: process.env.TENSOR_BACKEND ?? 'auto',
-    batching: [true, false], defaultSettings: false, cluster: false,
+    batching: [true, false], defaultSettings: false, cluster: false, sequential: false,
   };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split('=', 2) as [string, string | undefined];
@@ -58,6 +62,7 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--model') a.model = v();
     else if (flag === '--backend') a.backend = v();
     else if (flag === '--cluster') a.cluster = true;
+    else if (flag === '--sequential') a.sequential = true;
     else throw new Error(`unknown option ${flag}`);
   }
   return a;
@@ -227,6 +232,7 @@ async function run(servers: Server[], batching: boolean, n: number, args: Args):
   let framesDelivered = 0;
   let lastFrameAt = Date.now();
   const finals = { count: 0, wake: (): void => undefined };
+  const finalWaiters = new Map<string, () => void>();
 
   const sessions = await Promise.all(
     Array.from({ length: n }, async (_, i) => {
@@ -286,6 +292,7 @@ async function run(servers: Server[], batching: boolean, n: number, args: Args):
                   finalAt.set(f.turnId, now);
                   finals.count++;
                   finals.wake();
+                  finalWaiters.get(f.turnId)?.();
                 }
               },
               error: (e) => console.error('subscription error', e),
@@ -319,6 +326,7 @@ async function run(servers: Server[], batching: boolean, n: number, args: Args):
           s.teller,
         );
         submittedAt.set(d.submitTurn.id, sentAt);
+        if (args.sequential && !finalAt.has(d.submitTurn.id)) await new Promise<void>((r) => finalWaiters.set(d.submitTurn.id, r));
       }
     }),
   );
