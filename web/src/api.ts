@@ -102,8 +102,17 @@ export interface ProgressFrame {
   image: ImageRef | null;
 }
 
-/** A served model, as far as the server describes one (EngineStatus.models, where the server has it). */
-export type ServedModel = Record<string, string | number | boolean | null | string[]>;
+/** A model the server serves (EngineStatus.models). */
+export interface ServedModel {
+  key: string;
+  name: string;
+  datasets: string[];
+  loaded: boolean;
+  canvasSize: number;
+  queueLength: number;
+  running: number;
+  stepMs: number | null;
+}
 
 export interface EngineStatusView {
   backend: string;
@@ -115,8 +124,7 @@ export interface EngineStatusView {
   batching: boolean;
   maxBatchSize: number;
   turnDefaults: { steps: number; guidanceScale: number; icmGuidanceScale: number; candidates: number };
-  /** Absent on servers whose EngineStatus has no `models` field. */
-  models?: ServedModel[];
+  models: ServedModel[];
 }
 
 export interface JoinResult {
@@ -162,7 +170,9 @@ const SESSION_QUERY = `query Session($id: ID!) {
   }
 }`;
 
-const ENGINE_FIELDS = 'backend device threads model queueLength busy batching maxBatchSize turnDefaults { steps guidanceScale icmGuidanceScale candidates }';
+const ENGINE_FIELDS =
+  'backend device threads model queueLength busy batching maxBatchSize turnDefaults { steps guidanceScale icmGuidanceScale candidates } ' +
+  'models { key name datasets loaded canvasSize queueLength running stepMs }';
 
 const JOIN_PAYLOAD = `token session { id title } participant { ${AUTHOR} }`;
 
@@ -270,61 +280,12 @@ export class Api {
     await this.request(`mutation Leave($sessionId: ID!) { leaveSession(sessionId: $sessionId) { id } }`, { sessionId });
   }
 
-  /**
-   * Engine status. `models` is asked for only when the server's schema has it (found once by introspection), with
-   * whatever scalar fields its items have, so the client works with servers before and after that field.
-   */
   async engineStatus(): Promise<EngineStatusView> {
-    const models = await (modelsSelection ??= this.findModelsSelection());
-    const d = await this.request<{ engineStatus: EngineStatusView }>(
-      `query Engine { engineStatus { ${ENGINE_FIELDS} ${models ?? ''} } }`,
-    );
+    const d = await this.request<{ engineStatus: EngineStatusView }>(`query Engine { engineStatus { ${ENGINE_FIELDS} } }`);
     return d.engineStatus;
   }
 
-  private async findModelsSelection(): Promise<string | null> {
-    interface TypeRef {
-      kind: string;
-      name: string | null;
-      ofType?: TypeRef | null;
-    }
-    interface FieldInfo {
-      name: string;
-      type: TypeRef;
-    }
-    const named = (t: TypeRef): TypeRef => (t.ofType ? named(t.ofType) : t);
-    try {
-      const d = await this.request<{ __type: { fields: FieldInfo[] } | null }>(
-        `query EngineFields { __type(name: "EngineStatus") { fields { name type { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } }`,
-      );
-      const field = d.__type?.fields.find((f) => f.name === 'models');
-      if (!field) return null;
-      const item = named(field.type);
-      if (item.kind === 'SCALAR' || item.kind === 'ENUM') return 'models';
-      if (item.kind !== 'OBJECT' || !item.name) return null;
-      const t = await this.request<{ __type: { fields: FieldInfo[] } | null }>(
-        `query ModelFields($name: String!) { __type(name: $name) { fields { name type { kind name ofType { kind name ofType { kind name } } } } } }`,
-        { name: item.name },
-      );
-      // Scalars and lists of scalars (e.g. the datasets a model renders); nested objects are left out.
-      const scalars = (t.__type?.fields ?? []).filter((f) => ['SCALAR', 'ENUM'].includes(named(f.type).kind)).map((f) => f.name);
-      return scalars.length ? `models { ${scalars.join(' ')} }` : null;
-    } catch {
-      return null; // introspection off or refused: show what the base fields give
-    }
-  }
-
-  /** Whether the server has invitations (`createInvite`; found once by introspection). */
-  hasInvitations(): Promise<boolean> {
-    return (invitesSupported ??= this.request<{ __type: { fields: Array<{ name: string }> } | null }>(
-      `query MutationFields { __type(name: "Mutation") { fields { name } } }`,
-    ).then(
-      (d) => (d.__type?.fields ?? []).some((f) => f.name === 'createInvite'),
-      () => false,
-    ));
-  }
-
-  /** A join code for a role (servers with invitations; see hasInvitations). */
+  /** A join code for a role (tellers make them). */
   async createInvite(sessionId: string, role: Role): Promise<string> {
     const d = await this.request<{ createInvite: { code: string } }>(
       `mutation Invite($sessionId: ID!, $role: Role!) { createInvite(sessionId: $sessionId, role: $role) { code role } }`,
@@ -340,9 +301,6 @@ export class Api {
     return res.blob();
   }
 }
-
-let modelsSelection: Promise<string | null> | null = null;
-let invitesSupported: Promise<boolean> | null = null;
 
 // ---------------------------------------------------------------- graphql-ws
 

@@ -1,22 +1,30 @@
 /** What the server's engine runs and how busy it is (public; refreshed every few seconds and on turn events). */
 import type { EngineStatusView, ServedModel } from '../api.js';
 
-const cell = (v: ServedModel[string] | undefined): string =>
-  Array.isArray(v) ? v.join(', ') : typeof v === 'boolean' ? (v ? 'yes' : 'no') : typeof v === 'number' && !Number.isInteger(v) ? v.toFixed(1) : String(v ?? '');
+/** The columns of the models table: heading and how a model's value reads. */
+const COLUMNS: [string, (m: ServedModel) => string][] = [
+  ['key', (m) => m.key],
+  ['name', (m) => m.name],
+  ['datasets', (m) => m.datasets.join(', ')],
+  ['loaded', (m) => (m.loaded ? 'yes' : 'no')],
+  ['canvas size', (m) => `${m.canvasSize}`],
+  ['queue length', (m) => `${m.queueLength}`],
+  ['running', (m) => `${m.running}`],
+  ['step ms', (m) => (m.stepMs === null ? '' : m.stepMs.toFixed(1))],
+];
 
 function ModelsTable({ models }: { models: ServedModel[] }) {
-  const columns = [...new Set(models.flatMap((m) => Object.keys(m)))];
-  if (!models.length || !columns.length) return <p>No models listed.</p>;
+  if (!models.length) return <p>No models listed.</p>;
   return (
     <div class="table-scroll">
       <table class="models">
         <caption>Models served</caption>
         <thead>
-          <tr>{columns.map((c) => <th scope="col" key={c}>{c.replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase()}</th>)}</tr>
+          <tr>{COLUMNS.map(([h]) => <th scope="col" key={h}>{h}</th>)}</tr>
         </thead>
         <tbody>
-          {models.map((m, i) => (
-            <tr key={i}>{columns.map((c) => <td key={c}>{cell(m[c])}</td>)}</tr>
+          {models.map((m) => (
+            <tr key={m.key}>{COLUMNS.map(([h, read]) => <td key={h}>{read(m)}</td>)}</tr>
           ))}
         </tbody>
       </table>
@@ -51,7 +59,7 @@ export function EngineStatusPanel({ status, error }: { status: EngineStatusView 
               {status.turnDefaults.candidates > 1 ? `, best of ${status.turnDefaults.candidates}` : ''}
             </dd>
           </dl>
-          {status.models && <ModelsTable models={status.models} />}
+          <ModelsTable models={status.models} />
         </>
       )}
     </section>

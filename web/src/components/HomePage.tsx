@@ -14,8 +14,9 @@ const ROLE_HELP: Record<Role, string> = {
 };
 
 /** Datasets a session can draw in: what the server lists per model where it does, else the two it knows. */
+/** The datasets a new session may use: those of the models served (both shipped ones until the status loads). */
 function datasetsFrom(models: ServedModel[] | undefined): string[] {
-  const listed = (models ?? []).flatMap((m) => [m.datasets, m.dataset].flat()).filter((d): d is string => typeof d === 'string');
+  const listed = (models ?? []).flatMap((m) => m.datasets);
   return listed.length ? [...new Set(listed)] : ['iclevr', 'codraw'];
 }
 

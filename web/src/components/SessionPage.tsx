@@ -75,15 +75,11 @@ function LiveSessionView({ identity, navigate }: { identity: Identity; navigate:
     };
   }, [api, sessionId]);
 
-  // Join links per role. Where the server has invitations, a link needs a code, which tellers make.
-  const [withInvites, setWithInvites] = useState<boolean | null>(null);
+  // Join links per role: a link carries an invitation code, which tellers make.
   const [invites, setInvites] = useState<Partial<Record<Role, string>>>({});
   const myRole = live?.session.me.role;
   useEffect(() => {
-    void api.hasInvitations().then(setWithInvites);
-  }, [api]);
-  useEffect(() => {
-    if (!withInvites || myRole !== 'TELLER') return;
+    if (myRole !== 'TELLER') return;
     let stopped = false;
     for (const r of INVITABLE) {
       api.createInvite(sessionId, r).then(
@@ -94,7 +90,7 @@ function LiveSessionView({ identity, navigate }: { identity: Identity; navigate:
     return () => {
       stopped = true;
     };
-  }, [withInvites, myRole, api]);
+  }, [myRole, api]);
 
   const title = live?.session.title;
   useEffect(() => {
@@ -151,7 +147,7 @@ function LiveSessionView({ identity, navigate }: { identity: Identity; navigate:
   const canSubmit = role === 'TELLER' || (role === 'DRAWER' && session.allowDrawerTurns);
   const canCancel = (t: TurnView) => role === 'TELLER' || (role === 'DRAWER' && t.author.id === me.id);
   const plainShareRoles: Role[] = role === 'TELLER' ? INVITABLE : role === 'DRAWER' ? ['OBSERVER'] : [];
-  const shareRoles = withInvites === null ? [] : withInvites ? plainShareRoles.filter((r) => invites[r]) : plainShareRoles;
+  const shareRoles = plainShareRoles.filter((r) => invites[r]);
   const cancel = (t: TurnView) => void act(`cancelling turn ${t.index}`, () => api.cancelTurn(t.id));
   const revert = (t: TurnView) =>
     void act(`reverting to turn ${t.index}`, async () => {
