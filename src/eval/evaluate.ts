@@ -26,6 +26,8 @@ export interface ModelEvalOptions {
   steps: number;
   /** ODE solver (SampleRequest.solver); default: the model's recommendation, else DDIM. */
   solver?: SolverName;
+  /** Best-of-n early selection (SampleRequest.selectAt); default: the model's, else 1. */
+  selectAt?: number;
   /** phi (Eq. 15). */
   guidanceScale: number;
   /** psi (Eq. 14). */
@@ -152,6 +154,7 @@ export async function evaluateModel(
         guidanceScale: opts.guidanceScale,
         icmGuidanceScale: opts.icmGuidanceScale,
         ...(opts.solver ? { solver: opts.solver } : {}),
+        ...(opts.selectAt !== undefined ? { selectAt: opts.selectAt } : {}),
         ...(opts.candidates !== undefined ? { candidates: opts.candidates } : {}),
         seedOf: (i, t) => turnSeed(seed, b + i, t),
         // Iterative setting: the output (with its latent unless re-encoding) is the next reference; teacher-forced:

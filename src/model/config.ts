@@ -54,6 +54,8 @@ export interface SamplingDefaults {
   icmGuidanceScale?: number;
   /** Best-of-n candidates per turn (SampleRequest.candidates). */
   candidates?: number;
+  /** Share of the steps after which best-of-n keeps one candidate (SampleRequest.selectAt); absent: 1. */
+  selectAt?: number;
 }
 
 /** Training and sampling defaults from the paper (Sec. 4.2). */
@@ -172,6 +174,7 @@ export function validateModelConfig(c: ModelConfig): void {
     const v = s[k];
     if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new Error(`sampling.${k} must be a number >= 0, got ${v}`);
   }
+  if (s.selectAt !== undefined && !(s.selectAt > 0 && s.selectAt <= 1)) throw new Error(`sampling.selectAt must be in (0, 1], got ${s.selectAt}`);
   if (s.solver !== undefined && !SOLVERS.includes(s.solver)) throw new Error(`sampling.solver must be one of ${SOLVERS.join(', ')}, got ${String(s.solver)}`);
   for (const m of c.unet.channelMult) {
     if ((m * c.unet.modelChannels) % c.unet.groups !== 0) throw new Error(`U-Net width ${m * c.unet.modelChannels} not divisible by ${c.unet.groups} groups`);

@@ -23,6 +23,8 @@ export interface RolloutOptions extends SampleOptions {
   icmGuidanceScale: number;
   /** ODE solver (SampleRequest.solver); default: the model's recommendation, else DDIM. */
   solver?: SolverName;
+  /** Best-of-n early selection (SampleRequest.selectAt); default: the model's, else 1. */
+  selectAt?: number;
   /** Best-of-n per turn (default 1: plain sampling). */
   candidates?: number;
   /** The sampling seed of episode i's turn t. */
@@ -52,6 +54,7 @@ export async function rollOutEpisodes(model: CddIcm, instructions: readonly (rea
       icmGuidanceScale: o.icmGuidanceScale,
       seed: o.seedOf(i, t),
       ...(o.solver ? { solver: o.solver } : {}),
+      ...(o.selectAt !== undefined ? { selectAt: o.selectAt } : {}),
     }));
     const out = await sampleBestOf(model, reqs, o.candidates ?? 1, {
       ...(o.signal ? { signal: o.signal } : {}),

@@ -40,6 +40,12 @@ export interface SampleRequest {
    * the one the model's clean-image ICM score ranks first. Default 1: plain sampling.
    */
   candidates?: number;
+  /**
+   * Best-of-n only: pick the candidate after this share of the steps, by the ICM score of the candidates' x0
+   * estimates, and denoise only that one from there (early selection: the rest of the steps cost one sample, not
+   * n). 1 picks at the end, from the finished images. Absent: the model's `sampling.selectAt`, else 1.
+   */
+  selectAt?: number;
 }
 
 export interface SampleState {
@@ -153,13 +159,35 @@ class State implements SampleState {
 class BestOfState implements SampleState {
   /** The kept candidate, its decoded image and all scores, computed once when first asked for. */
   private picked: { candidate: number; scores: number[]; image: RgbImage } | null = null;
+  /** An early selection (selectAt < 1): the kept candidate and the scores of all at that step. */
+  private early: { candidate: number; scores: number[] } | null = null;
   private disposed = false;
   constructor(
     readonly request: SampleRequest,
     readonly model: CddIcm,
-    readonly members: State[],
+    public members: State[],
     private readonly cond: Condition,
+    /** Steps after which the candidate is picked early (totalSteps: at the end). */
+    private readonly selectAfter: number,
   ) {}
+  /** Whether an early selection is due now (the step loop calls `selectEarly` then). */
+  get selectionDue(): boolean {
+    return this.early === null && this.members.length > 1 && this.selectAfter < this.totalSteps && this.stepIndex >= this.selectAfter;
+  }
+  /** Keep the candidate whose x0 estimate the ICM score ranks first; the others are freed. */
+  selectEarly(): void {
+    const s = tf.tidy(() => {
+      const x0 = tf.concat(this.members.map((m) => m.x0 ?? m.x)) as tf.Tensor4D;
+      const pixels = tf.clipByValue(this.model.codec.decode(x0), -1, 1) as tf.Tensor4D;
+      return this.model.conditionMatch(pixels, tf.tile(this.cond.c, [this.members.length, 1]) as tf.Tensor2D);
+    });
+    const scores = Array.from(s.dataSync());
+    s.dispose();
+    const candidate = scores.indexOf(Math.max(...scores));
+    this.members.forEach((m, k) => k !== candidate && m.dispose());
+    this.members = [this.members[candidate]!];
+    this.early = { candidate, scores };
+  }
   get width(): number {
     return this.members.length;
   }
@@ -179,7 +207,8 @@ class BestOfState implements SampleState {
     return this.pick().image;
   }
   latent(): Float32Array {
-    return this.members[this.pick().candidate]!.latent();
+    const { candidate } = this.pick();
+    return (this.early ? this.members[0]! : this.members[candidate]!).latent();
   }
   choice(): { candidate: number; scores: number[] } {
     const { candidate, scores } = this.pick();
@@ -187,6 +216,7 @@ class BestOfState implements SampleState {
   }
   private pick(): { candidate: number; scores: number[]; image: RgbImage } {
     if (this.disposed) throw new Error('sample state was disposed');
+    if (!this.picked && this.early) this.picked = { ...this.early, image: this.members[0]!.result() };
     if (!this.picked) {
       // The candidates share the request's fused condition: score against it instead of encoding it n times.
       const images = this.members.map((m) => m.result());
@@ -238,6 +268,8 @@ export class Sampler {
     const n = req.candidates ?? 1;
     if (!Number.isInteger(n) || n < 1 || n > MAX_CANDIDATES) throw new Error(`candidates must be an integer in [1, ${MAX_CANDIDATES}], got ${n}`);
     solverOf(this.model, req);
+    const selectAt = req.selectAt ?? this.model.config.sampling?.selectAt ?? 1;
+    if (!(selectAt > 0 && selectAt <= 1)) throw new Error(`selectAt must be in (0, 1], got ${selectAt}`);
     const schedule = this.schedule(req.steps);
     const m = this.model;
     const shape: [number, number, number, number] = [1, m.latentSize, m.latentSize, m.latentChannels];
@@ -255,7 +287,7 @@ export class Sampler {
     const noise = (seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed >>> 0 || 2 ** 32) as tf.Tensor4D;
     if (n === 1) return new State(req, m, schedule, cond, noise(req.seed));
     const members = Array.from({ length: n }, (_, k) => new State(req, m, schedule, cond, noise(candidateSeed(req.seed, k)), false));
-    return new BestOfState(req, m, members, cond);
+    return new BestOfState(req, m, members, cond, Math.ceil(selectAt * req.steps));
   }
 
   /** The states' unfinished samples (a best-of-n state's candidates), checked to belong to this sampler. */
@@ -395,6 +427,7 @@ export class Sampler {
       s.x0 = x0s[i]!;
       s.stepIndex += 1;
     });
+    for (const st of states) if (st instanceof BestOfState && st.selectionDue) st.selectEarly();
   }
 }
 

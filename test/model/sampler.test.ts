@@ -268,6 +268,37 @@ describe('Sampler', () => {
   });
 });
 
+describe('best-of-n with early selection (selectAt)', () => {
+  it('keeps the candidate whose x0 estimate scores best at the selection step, then denoises it alone', async () => {
+    const before = tf.memory().numTensors;
+    const r = req({ guidanceScale: 3, steps: 4, candidates: 3 });
+    const sampler = new Sampler(model);
+    const early = sampler.prepare({ ...r, selectAt: 0.5 });
+    const late = sampler.prepare(r);
+    sampler.step([early, late]);
+    expect([early.width, late.width]).toEqual([3, 3]);
+    sampler.step([early, late]);
+    // After 2 of 4 steps the early state keeps one candidate: the one the ICM score of the x0 estimates ranks first.
+    expect([early.width, late.width]).toEqual([1, 3]);
+    const x0s = (late as unknown as { members: { predX0(): tf.Tensor3D }[] }).members.map((m) => m.predX0());
+    const scores = tf.tidy(() => Array.from(model.conditionMatch(tf.stack(x0s) as tf.Tensor4D, model.encodeCondition(imagesToTensor([r.reference]), [r.text]).c).dataSync()));
+    tf.dispose(x0s);
+    while (!early.done || !late.done) sampler.step([early, late]);
+    const choice = early.choice();
+    expect(choice.scores.map((x) => Math.round(x * 1e4))).toEqual(scores.map((x) => Math.round(x * 1e4)));
+    expect(choice.candidate).toBe(scores.indexOf(Math.max(...scores)));
+    // The kept candidate's trajectory is its own: the image is that candidate's plain sample.
+    const [alone] = await sample(model, [{ ...r, candidates: 1, seed: candidateSeed(r.seed, choice.candidate) }]);
+    const img = early.result();
+    expect(img.data.reduce((m, v, j) => Math.max(m, Math.abs(v - alone!.data[j]!)), 0)).toBeLessThanOrEqual(1);
+    expect(early.latent().length).toBe(late.latent().length);
+    early.dispose();
+    late.dispose();
+    expect(() => sampler.prepare({ ...r, selectAt: 0 })).toThrow(/selectAt must be in \(0, 1\]/);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
 describe('Sampler.glimpse', () => {
   it("shows a step's x0 before the step, and the step that follows reuses it: the same samples, leaking nothing", async () => {
     const before = tf.memory().numTensors;
