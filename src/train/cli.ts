@@ -9,7 +9,8 @@ import { resolveTurnDefaults, type TurnSettings } from '../config/index.js';
 import { assignNamed, readRawWeights } from './checkpointIo.js';
 import { loadEpisodeSource } from './data.js';
 import { rolloutSelfReferences } from './selfReferences.js';
-import { DEFAULT_OPTIONS, train, type StageArg, type TrainOptions } from './trainer.js';
+import { DEFAULT_OPTIONS, type StageArg, type TrainOptions } from './options.js';
+import { train } from './trainer.js';
 
 const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae|guidance --out <folder> [options]
 

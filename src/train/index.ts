@@ -22,19 +22,10 @@ export {
   type EpisodeSource,
 } from './data.js';
 export { runStage, initialLoopState, type StageTask, type LoopState, type Budget, type LoopOptions } from './loop.js';
-export {
-  train,
-  trainModel,
-  trainAutoencoder,
-  stageOptimizer,
-  modelStageTask,
-  autoencoderTask,
-  DEFAULT_OPTIONS,
-  type TrainOptions,
-  type TrainResult,
-  type TrainControl,
-  type StageArg,
-} from './trainer.js';
+export { train, trainModel } from './trainer.js';
+export { stageOptimizer, modelStageTask } from './modelStages.js';
+export { trainAutoencoder, autoencoderTask } from './autoencoderStage.js';
+export { DEFAULT_OPTIONS, type TrainOptions, type TrainResult, type TrainControl, type StageArg } from './options.js';
 export {
   rolloutSelfReferences,
   readSelfReferences,
