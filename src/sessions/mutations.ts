@@ -202,6 +202,14 @@ export class SessionMutations {
       core.db.$transaction(async (tx) => {
         // Checked again where the write happens: a drain that began while this request waited refuses it too.
         if (!core.accepting) throw new DomainError('INVALID_STATE', 'The server is shutting down; try again shortly.');
+        // First, the session's next index, taken atomically (UPDATE ... RETURNING). Its row lock (PostgreSQL) or the
+        // write lock (SQLite) is held to the commit, so another server's submission to this session waits here and
+        // then reads this one's turn: the index, head, queue count and queueSeq below cannot race.
+        const s = await tx.drawingSession.update({
+          where: { id: input.sessionId },
+          data: { nextTurnIndex: { increment: 1 } },
+          select: { id: true, nextTurnIndex: true, headTurnId: true },
+        });
         const active = await tx.turn.count({ where: { sessionId: input.sessionId, status: { in: ACTIVE } } });
         if (active >= limits.maxQueuedTurnsPerSession) {
           throw new DomainError(
@@ -210,7 +218,6 @@ export class SessionMutations {
             { limit: limits.maxQueuedTurnsPerSession },
           );
         }
-        const s = await tx.drawingSession.findUniqueOrThrow({ where: { id: input.sessionId } });
         // CoDraw: the turn's text is the teller's instruction plus the drawer replies since the previous turn.
         const replies = await tx.message.findMany({
           where: { sessionId: s.id, turnId: null, author: { role: 'DRAWER' } },
@@ -223,7 +230,7 @@ export class SessionMutations {
           data: {
             id,
             sessionId: s.id,
-            index: s.nextTurnIndex,
+            index: s.nextTurnIndex - 1,
             authorId: me.id,
             instruction,
             text,
@@ -239,10 +246,7 @@ export class SessionMutations {
         if (replies.length) {
           await tx.message.updateMany({ where: { id: { in: replies.map((r) => r.id) } }, data: { turnId: id } });
         }
-        await tx.drawingSession.update({
-          where: { id: s.id },
-          data: { nextTurnIndex: s.nextTurnIndex + 1, headTurnId: id },
-        });
+        await tx.drawingSession.update({ where: { id: s.id }, data: { headTurnId: id } });
         return t;
       }),
     );
