@@ -13,4 +13,4 @@ export { InProcessPubSub, type PubSub, type Subscription, type SubscribeOptions 
 export { RedisPubSub } from './redisPubSub.js';
 export { RedisLatentStore, type LatentStore } from './latentStore.js';
 export { openDatabase, type Db } from './db.js';
-export type { EngineHooks, GenerationEngine, TurnInputs, TurnProgressReport, EngineStatusInfo } from './engineContract.js';
+export type { EngineHooks, GenerationEngine, TurnInputs, TurnProgressReport, EngineStatusInfo, SolverName } from './engineContract.js';

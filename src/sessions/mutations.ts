@@ -15,7 +15,7 @@ import {
   type MessageRecord, type SessionRecord, type SubmitTurnInput, type TurnRecord,
 } from './records.js';
 import type { TurnLifecycle } from './turnLifecycle.js';
-import { checkBackgroundPng, checkNumber, checkText, MAX_INVITE_SECONDS, MAX_INVITE_USES } from './validation.js';
+import { checkBackgroundPng, checkNumber, checkSolver, checkText, MAX_INVITE_SECONDS, MAX_INVITE_USES } from './validation.js';
 import type { Invite } from '../generated/prisma/client.js';
 
 const log = partLogger('sessions');
@@ -197,6 +197,7 @@ export class SessionMutations {
     checkNumber('icmGuidanceScale', input.icmGuidanceScale, 0, 100, false);
     checkNumber('candidates', input.candidates, 1, limits.maxCandidates, true);
     checkNumber('seed', input.seed, 0, 2 ** 31 - 1, true);
+    const solver = checkSolver(input.solver);
 
     const turn = await core.writes.run(() =>
       core.db.$transaction(async (tx) => {
@@ -239,6 +240,7 @@ export class SessionMutations {
             icmGuidanceScale: input.icmGuidanceScale ?? model.turnDefaults.icmGuidanceScale,
             candidates: input.candidates ?? model.turnDefaults.candidates,
             seed: input.seed ?? crypto.randomInt(0, 2 ** 31 - 1),
+            solver,
             parentTurnId: s.headTurnId,
             queueSeq: (last._max.queueSeq ?? 0) + 1,
           },

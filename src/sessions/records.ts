@@ -5,7 +5,7 @@
 import type { Config, TurnSettings } from '../config/index.js';
 import type { RgbImage } from '../data/index.js';
 import type { Db } from './db.js';
-import type { EngineStatusInfo, ModelStatusInfo } from './engineContract.js';
+import type { EngineStatusInfo, ModelStatusInfo, SolverName } from './engineContract.js';
 import type { PubSub } from './events.js';
 import type { LatentStore } from './latentStore.js';
 import type {
@@ -134,6 +134,8 @@ export interface SubmitTurnInput {
   icmGuidanceScale?: number | null;
   candidates?: number | null;
   seed?: number | null;
+  /** The sampler's solver; null or absent: the model's default. */
+  solver?: SolverName | null;
 }
 
 export interface SessionsServiceOptions {

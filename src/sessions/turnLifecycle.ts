@@ -11,6 +11,7 @@ import { newId, sha256 } from './ids.js';
 import { pngDataUrl, pngSize } from './pngBytes.js';
 import { ACTIVE, IMAGE_META, type TurnRecord, type TurnProgressFrame } from './records.js';
 import { previewKey, progressTopic, RETAIN_PREVIEW_MS } from './topics.js';
+import { isSolverName } from './validation.js';
 
 const log = partLogger('sessions');
 
@@ -70,6 +71,8 @@ export class TurnLifecycle implements EngineHooks {
       icmGuidanceScale: t.icmGuidanceScale,
       candidates: t.candidates,
       seed: t.seed,
+      // Checked when submitted; null: the model's default.
+      ...(t.solver && isSolverName(t.solver) ? { solver: t.solver } : {}),
     };
   }
 

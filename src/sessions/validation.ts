@@ -2,6 +2,7 @@
  * Checks of what callers send, each refusing with a DomainError before anything is written.
  */
 import { checkPng, PngCheckError } from '../data/index.js';
+import { SOLVERS, type SolverName } from './engineContract.js';
 import { DomainError } from './errors.js';
 
 /** Longest an invite may stay valid, and most joins one may allow. */
@@ -32,6 +33,17 @@ export function checkNumber(what: string, v: number | null | undefined, min: num
   if (!Number.isFinite(v) || v < min || v > max || (int && !Number.isInteger(v))) {
     throw new DomainError('BAD_USER_INPUT', `${what} must be ${int ? 'an integer' : 'a number'} in [${min}, ${max}].`);
   }
+}
+
+/** A solver name the sampler knows, or null (the model's default). GraphQL's enum refuses others first. */
+export function checkSolver(v: string | null | undefined): SolverName | null {
+  if (v === null || v === undefined) return null;
+  if (!isSolverName(v)) throw new DomainError('BAD_USER_INPUT', `solver must be one of ${SOLVERS.join(', ')}.`);
+  return v;
+}
+
+export function isSolverName(v: string): v is SolverName {
+  return (SOLVERS as readonly string[]).includes(v);
 }
 
 /** The PNG bytes of a `data:image/png;base64,` background, checked before the decoder allocates anything. */
