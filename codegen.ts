@@ -19,6 +19,8 @@ const config: CodegenConfig = {
         enumsAsTypes: true,
         strictScalars: true,
         scalars: { DateTime: 'Date' },
+        // The enum's values inside the server are the sampler's solver names (what Turn.solver stores).
+        enumValues: { Solver: { DDIM: 'ddim', DPM_SOLVER_PP_2M: 'dpm++2m' } },
         contextType: '../context.js#GraphQLContext',
         mappers: {
           DrawingSession: '../../sessions/index.js#SessionRecord',

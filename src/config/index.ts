@@ -110,6 +110,8 @@ const ConfigSchema = z.object({
   redisUrl: z.string().default(''),
   /** Scale-out workers: turn jobs taken at once (default: maxBatchSize). */
   workerConcurrency: int(1, 256).optional(),
+  /** Scale-out workers: port of their /metrics and /healthz listener on `host` (0: any free port; unset: none). */
+  workerMetricsPort: int(0, 65535).optional(),
   /** Scale-out: a job whose worker stopped renewing its lock for this long goes back to the queue (ms). */
   queueLockMs: int(1000, 600_000).default(10_000),
   /** Scale-out: how often workers look for such jobs (ms). */
@@ -204,6 +206,7 @@ const ENV: Record<string, string> = {
   MODELS: 'models',
   REDIS_URL: 'redisUrl',
   WORKER_CONCURRENCY: 'workerConcurrency',
+  WORKER_METRICS_PORT: 'workerMetricsPort',
   QUEUE_LOCK_MS: 'queueLockMs',
   QUEUE_STALLED_CHECK_MS: 'queueStalledCheckMs',
   TENSOR_BACKEND: 'backend',

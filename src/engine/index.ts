@@ -13,6 +13,8 @@ export type {
 export { ModelRouter, type ModelRouterOptions, type SharedEngineSettings } from './modelRouter.js';
 export { ThreadedEngine, type ThreadedEngineOptions } from './thread/threadedEngine.js';
 export { encodePngAsync } from '../data/index.js';
+/** The solvers a turn may name (TurnInputs.solver). */
+export { SOLVERS, type SolverName } from '../model/index.js';
 
 /** Defaults of the per-model engine settings (EngineOptions documents each). */
 export const ENGINE_DEFAULTS = {

@@ -26,6 +26,8 @@ const DateTime = new GraphQLScalarType<Date, string>({
 
 export const resolvers: Resolvers = {
   DateTime,
+  // The enum's internal values are the sampler's solver names (codegen.ts maps them alike).
+  Solver: { DDIM: 'ddim', DPM_SOLVER_PP_2M: 'dpm++2m' },
 
   Query: {
     session: (_p, { id }, ctx) => ctx.service.getSession(ctx.tokenHash, id),

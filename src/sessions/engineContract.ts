@@ -9,4 +9,6 @@ export type {
   TurnProgress as TurnProgressReport,
   EngineStatus as EngineStatusInfo,
   ModelStatus as ModelStatusInfo,
+  SolverName,
 } from '../engine/index.js';
+export { SOLVERS } from '../engine/index.js';

@@ -7,19 +7,27 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { decodePng, type RgbImage } from '../../src/data/index.js';
-import { Sampler, saveCheckpoint, type CddIcm } from '../../src/model/index.js';
+import { Sampler, saveCheckpoint, type CddIcm, type SolverName } from '../../src/model/index.js';
 import { createEngine, type BatchInfo, type EngineOptions, type GenerationEngine } from '../../src/engine/index.js';
 import { backendInfo } from '../../src/backend/index.js';
 import { RecordingHooks, maxDiff, soloSample, tinyModel } from './recorder.js';
+import { perturb } from '../model/fixtures.js';
 
 let model: CddIcm;
+/** The fresh tiny model predicts eps = 0 (zero-initialised output), where every solver agrees: this one does not. */
+let perturbed: CddIcm;
 let engine: GenerationEngine | null = null;
 let tensorsBefore = 0;
 
 beforeAll(() => {
   model = tinyModel();
+  perturbed = tinyModel();
+  perturb(perturbed, 0.05);
 });
-afterAll(() => model.dispose());
+afterAll(() => {
+  model.dispose();
+  perturbed.dispose();
+});
 
 /** An engine over the shared model; every test checks that no tensor outlives its turns. */
 function start(hooks: RecordingHooks, opts: Partial<EngineOptions> = {}): { engine: GenerationEngine; batches: BatchInfo[] } {
@@ -173,6 +181,23 @@ describe('engine', () => {
     expect(hooks.references.get('a3')).toBe(hooks.results.get('a2'));
     expect(maxDiff(hooks.results.get('a3')!, solo(hooks.inputs.get('a3')!))).toBe(0);
     expect(maxDiff(hooks.results.get('a2')!, hooks.results.get('a3')!)).toBeGreaterThan(0);
+  });
+
+  test("a turn's solver is the one its sampler steps with, in a batch with a turn of the other solver", async () => {
+    const hooks = new RecordingHooks();
+    const settings = { steps: 6, seed: 5, guidanceScale: 3, icmGuidanceScale: 0 };
+    hooks.add('d1', 'D', { ...settings, solver: 'ddim' });
+    hooks.add('p1', 'P', { ...settings, solver: 'dpm++2m' });
+    const { engine, batches } = start(hooks, { model: perturbed });
+    engine.enqueue('D', 'd1');
+    engine.enqueue('P', 'p1');
+    expect(await settled(hooks, ['d1', 'p1'])).toEqual(['finished', 'finished']);
+    expect(batches.some((b) => b.size === 2)).toBe(true);
+    const alone = (id: string, solver: SolverName) => soloSample(perturbed, { ...hooks.inputs.get(id)!, solver });
+    expect(maxDiff(hooks.results.get('d1')!, alone('d1', 'ddim'))).toBeLessThanOrEqual(2);
+    expect(maxDiff(hooks.results.get('p1')!, alone('p1', 'dpm++2m'))).toBeLessThanOrEqual(2);
+    // The same request under DDIM comes out otherwise.
+    expect(maxDiff(hooks.results.get('p1')!, alone('p1', 'ddim'))).toBeGreaterThan(2);
   });
 
   test('a newcomer joins the running batch between steps, at its own step position', async () => {

@@ -3,7 +3,7 @@
  * (a turn's reference is its session's latest result, or the background) and records every call in order.
  */
 import { blankImage, decodePng, type RgbImage } from '../../src/data/index.js';
-import { Sampler, WordTokenizer, createModel, type CddIcm, type SampleRequest } from '../../src/model/index.js';
+import { Sampler, WordTokenizer, createModel, type CddIcm, type SampleRequest, type SolverName } from '../../src/model/index.js';
 import type { EngineHooks, TurnInputs, TurnProgress, TurnTimings } from '../../src/engine/index.js';
 
 export const CORPUS = ['add a red cube in the middle', 'add a blue sphere left of the red cube', 'put a green cylinder behind it'];
@@ -30,6 +30,7 @@ interface StoredTurn {
   guidanceScale: number;
   icmGuidanceScale: number;
   candidates?: number;
+  solver?: SolverName;
   /** Replaces the session head as the reference (e.g. a corrupt image to make the model throw). */
   reference?: RgbImage;
   /** start() rejects with this. */
@@ -64,7 +65,7 @@ export class RecordingHooks implements EngineHooks {
     const reference = t.reference ?? this.heads.get(t.sessionId) ?? this.background;
     this.references.set(turnId, reference);
     const inputs = { turnId, sessionId: t.sessionId, text: t.text, reference, steps: t.steps, guidanceScale: t.guidanceScale, icmGuidanceScale: t.icmGuidanceScale, seed: t.seed,
-      ...(t.candidates ? { candidates: t.candidates } : {}) };
+      ...(t.candidates ? { candidates: t.candidates } : {}), ...(t.solver ? { solver: t.solver } : {}) };
     this.inputs.set(turnId, inputs);
     return inputs;
   }

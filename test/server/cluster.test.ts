@@ -59,8 +59,8 @@ describe.skipIf(!clusterAvailable())('scale-out: 2 API servers, 2 workers, Redis
     apis.push(await startApiServer('api-1', env));
     const [api2, w1, w2] = await Promise.all([
       startApiServer('api-2', env),
-      startGenerationWorker('worker-1', env),
-      startGenerationWorker('worker-2', env),
+      startGenerationWorker('worker-1', env, { metrics: true }),
+      startGenerationWorker('worker-2', env, { metrics: true }),
     ]);
     apis.push(api2);
     workers.push(w1, w2);
@@ -192,6 +192,18 @@ describe.skipIf(!clusterAvailable())('scale-out: 2 API servers, 2 workers, Redis
     // Both workers took turns (each logged some), and the API servers see them.
     const status = await gqlAt<{ engineStatus: { device: string } }>(apis[0]!.url!, `{ engineStatus { device } }`);
     expect(status.engineStatus.device).toMatch(/^2 workers/);
+    // Each worker's /metrics counts the turns its engine ran and their steps (a turn whose lock lapsed under load
+    // may run twice, so at least 16); both are healthy.
+    let ended = 0;
+    let steps = 0;
+    for (const w of workers) {
+      expect((await fetch(`${w.origin}/healthz`)).status).toBe(200);
+      const text = await (await fetch(`${w.origin}/metrics`)).text();
+      ended += Number(/^codraw_engine_turns_ended_total\{outcome="succeeded"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+      steps += Number(/^codraw_engine_step_ms_count\{model="[^"]+"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+    }
+    expect(ended).toBeGreaterThanOrEqual(16);
+    expect(steps).toBeGreaterThan(0);
   });
 
   it('kill -9 of the worker running a turn: the other worker finishes it, subscribers get its frames and final image', async () => {

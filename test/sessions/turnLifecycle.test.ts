@@ -10,29 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeConfig } from '../../src/config/index.js';
 import { blankImage, decodePng, encodePng } from '../../src/data/index.js';
 import {
-  InProcessPubSub, SessionsService, hashToken, openDatabase, type Db, type EngineStatusInfo, type GenerationEngine,
-  type TurnProgressFrame,
+  DomainError, InProcessPubSub, hashToken, openDatabase, type Db, type SessionsService, type TurnProgressFrame,
 } from '../../src/sessions/index.js';
-
-/** What the service asked of the engine. */
-class RecordingEngine implements GenerationEngine {
-  readonly enqueued: Array<{ sessionId: string; turnId: string; model: string | undefined }> = [];
-  readonly cancelled: string[] = [];
-  enqueue(sessionId: string, turnId: string, model?: string): void {
-    this.enqueued.push({ sessionId, turnId, model });
-  }
-  cancel(turnId: string): boolean {
-    this.cancelled.push(turnId);
-    return true;
-  }
-  status(): EngineStatusInfo {
-    return { backend: 'none', device: 'none', threads: 0, model: 'none', queueLength: this.enqueued.length, busy: false };
-  }
-  async drain(): Promise<void> {}
-}
+import { modelFreeService, type RecordingEngine } from '../utils/sessions.js';
 
 const red = encodePng(blankImage(16, 16, [200, 0, 0]));
-const turnDefaults = { steps: 4, guidanceScale: 3, icmGuidanceScale: 2, candidates: 1 };
 
 describe('turn lifecycle (sessions service, SQLite, no model)', () => {
   let dir: string;
@@ -43,16 +25,9 @@ describe('turn lifecycle (sessions service, SQLite, no model)', () => {
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lifecycle-'));
-    const config = makeConfig({ dataDir: dir });
-    db = await openDatabase(config);
+    db = await openDatabase(makeConfig({ dataDir: dir }));
     pubsub = new InProcessPubSub();
-    service = new SessionsService({
-      db, pubsub, config, encodePng,
-      models: { iclevr: { key: 'model-a', name: 'tiny (a)', canvasSize: 16, turnDefaults } },
-      background: (_d, size) => blankImage(size, size, [60, 60, 60]),
-    });
-    engine = new RecordingEngine();
-    service.attachEngine(engine);
+    ({ service, engine } = modelFreeService({ db, pubsub, config: { dataDir: dir } }));
   });
   afterAll(async () => {
     pubsub.close();
@@ -128,5 +103,24 @@ describe('turn lifecycle (sessions service, SQLite, no model)', () => {
     await service.start(t.id);
     await service.resume();
     expect((await service.getTurn(me, t.id)).status).toBe('QUEUED');
+  });
+
+  it("a turn's solver is stored and handed to the engine; none: the model's default; an unknown one is refused", async () => {
+    const { session, token } = await service.createSession(null, { title: 'solvers', name: 'Tess' });
+    const me = hashToken(token);
+    for (const solver of ['ddim', 'dpm++2m', null] as const) {
+      const t = await service.submitTurn(me, { sessionId: session.id, instruction: 'add a cube', solver });
+      expect(t.solver).toBe(solver);
+      expect((await db.turn.findUniqueOrThrow({ where: { id: t.id } })).solver).toBe(solver);
+      const inputs = await service.start(t.id);
+      if (solver) expect(inputs!.solver).toBe(solver);
+      else expect(inputs).not.toHaveProperty('solver');
+      await service.finished(t.id, red, { queuedMs: 1, runMs: 2 });
+    }
+    const before = await db.turn.count({ where: { sessionId: session.id } });
+    const refused = await service.submitTurn(me, { sessionId: session.id, instruction: 'add a cube', solver: 'euler' as 'ddim' }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(DomainError);
+    expect((refused as DomainError).code).toBe('BAD_USER_INPUT');
+    expect(await db.turn.count({ where: { sessionId: session.id } })).toBe(before);
   });
 });

@@ -113,7 +113,7 @@ export async function freshDatabase(): Promise<Database> {
 export interface ClusterProcess {
   name: string;
   pid: number;
-  /** API servers only. */
+  /** API servers; workers started with their metrics listener. */
   origin: string | null;
   url: string | null;
   wsUrl: string | null;
@@ -150,13 +150,15 @@ export async function startApiServer(name: string, env: Record<string, string>):
   return { ...proc, origin, url: `${origin}/graphql`, wsUrl: `ws://127.0.0.1:${port}/graphql` };
 }
 
-export async function startGenerationWorker(name: string, env: Record<string, string>): Promise<ClusterProcess> {
-  const { child, proc } = launch(name, 'src/server/workerMain.ts', env);
+/** A worker process; with `metrics`, its /metrics and /healthz listener on a free port is its `origin`. */
+export async function startGenerationWorker(name: string, env: Record<string, string>, o: { metrics?: boolean } = {}): Promise<ClusterProcess> {
+  const port = o.metrics ? await freePort() : null;
+  const { child, proc } = launch(name, 'src/server/workerMain.ts', port === null ? env : { ...env, HOST: '127.0.0.1', WORKER_METRICS_PORT: String(port) });
   await waitFor(async () => {
     if (child.exitCode !== null) throw new Error(`${name} exited: ${proc.output()}`);
     return proc.output().includes('generation worker ready');
   }, 90_000, `${name} to take turns`);
-  return { ...proc, origin: null, url: null, wsUrl: null };
+  return { ...proc, origin: port === null ? null : `http://127.0.0.1:${port}`, url: null, wsUrl: null };
 }
 
 /** One GraphQL operation over HTTP; throws on errors. */
