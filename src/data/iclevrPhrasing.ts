@@ -58,6 +58,13 @@ export const TRAINING_LEXICON = {
   behind: ['behind', 'in back of', 'at the back of', 'further back than', 'farther away than'],
   front: ['in front of', 'closer than', 'nearer than', 'nearer to the camera than', 'ahead of'],
   fillers: ['now', 'then', 'also', 'ok', 'and'],
+  /** Ways people wrap an instruction: a request, a wish, "there should be", a closing word. */
+  carriers: {
+    request: ['please', 'can you', 'could you', 'would you', 'you should', 'go ahead and'],
+    wish: ['i want', "i'd like", 'i need', 'we need', 'give me', 'we want'],
+    existential: ['there should be', 'there is', "there's", 'we should have'],
+    suffix: [' please', ', please', ' thanks', ' now', ' too'],
+  },
 };
 
 export interface PhrasingOptions {
@@ -111,21 +118,42 @@ export function phraseIclevrInstruction(u: Uniform, ins: IclevrInstruction, opts
   const verb = pick(u, TRAINING_LEXICON.verbs);
   const article = u() < 0.85 ? 'a ' : '';
   const obj = `${article}${objectPhrase(u, ins.color, ins.shape)}`;
-  let body: string;
+  // What goes after the object: where, or the relation and its anchor.
+  let rest: string;
+  let fronted: string | null = null;
   if (!ins.relation) {
-    const where = pick(u, TRAINING_LEXICON.centre);
-    body = where ? `${verb} ${obj} ${where}` : `${verb} ${obj}`;
+    rest = pick(u, TRAINING_LEXICON.centre);
   } else {
     const r = ins.relation;
     const rel = relationPhrase(u, r.dx, r.dy);
     const anchor = `${u() < 0.85 ? 'the ' : ''}${objectPhrase(u, r.anchorColor, r.anchorShape)}`;
-    body = u() < 0.75 ? `${verb} ${obj} ${rel} ${anchor}` : `${rel} ${anchor}, ${verb} ${obj}`;
+    rest = `${rel} ${anchor}`;
+    fronted = `${rel} ${anchor}, ${verb} ${obj}`;
   }
-  if (u() < 0.15) body = `${pick(u, TRAINING_LEXICON.fillers)} ${body}`;
-  // A made-up word at either end: words the model never saw carry no meaning, they must not derail it.
-  if (u() < 0.08) body = u() < 0.5 ? `${nonsenseWord(u)} ${body}` : `${body} ${nonsenseWord(u)}`;
+  const imperative = rest ? `${verb} ${obj} ${rest}` : `${verb} ${obj}`;
+  const bare = rest ? `${obj} ${rest}` : obj;
+  // The carrier: an order, a request, a wish, "there should be", or the relation first.
+  const f = u();
+  const carrier = pick(u, TRAINING_LEXICON.carriers.request);
+  const wish = pick(u, TRAINING_LEXICON.carriers.wish);
+  const there = pick(u, TRAINING_LEXICON.carriers.existential);
+  let body =
+    f < 0.45 ? imperative
+    : f < 0.6 ? `${carrier} ${imperative}`
+    : f < 0.72 ? `${wish} ${bare}`
+    : f < 0.8 ? `${there} ${bare}`
+    : fronted ?? imperative;
+  const question = f >= 0.45 && f < 0.6 && carrier !== 'please';
+  if (u() < 0.1) body += pick(u, TRAINING_LEXICON.carriers.suffix);
+  if (u() < 0.12) body = `${pick(u, TRAINING_LEXICON.fillers)} ${body}`;
+  // Made-up words at either end: words the model never saw carry no meaning, they must not derail it.
+  const noise = u();
+  if (noise < 0.15) {
+    const words = noise < 0.05 ? `${nonsenseWord(u)} ${nonsenseWord(u)}` : nonsenseWord(u);
+    body = u() < 0.5 ? `${words} ${body}` : `${body} ${words}`;
+  }
   if ((opts.typoRate ?? 0.15) > u()) body = trainingTypo(u, body);
-  const end = pick(u, ['.', '.', '.', '', '!']);
+  const end = question && u() < 0.7 ? '?' : pick(u, ['.', '.', '.', '', '!']);
   const cased = u() < 0.7 ? body[0]!.toUpperCase() + body.slice(1) : body;
   return cased + end;
 }
