@@ -118,3 +118,8 @@ continue_with_average runs/iclevr-17/model runs/iclevr-20 20 90
 #     step 15's export), recording phi = 5 and best of 4 as before (best of 4 re-checked on the tune set).
 npx tsx src/train/cli.ts --export runs/iclevr-20/model --autoencoder runs/ae-dec-20/autoencoder --out models/iclevr-default \
   --dtype float16 --default-guidance 5 --default-candidates 4
+
+# 18. Stop 27: the same weights with new recorded sampling defaults, 10 DDIM steps and best-of-4 selection after
+#     half of them (MODEL_CARD.md "Early selection"); model.safetensors is unchanged byte for byte.
+npx tsx src/train/cli.ts --export models/iclevr-default --out runs/iclevr-sel --dtype float16 --default-steps 10 \
+  --default-select-at 0.5 && cp runs/iclevr-sel/config.json models/iclevr-default/config.json

@@ -1,11 +1,11 @@
 #!/bin/sh
-# Canonical against paraphrased instructions (MODEL_CARD.md "Instructions in other words"): the same val episodes,
+# Canonical against paraphrased instructions (models/iclevr-language/MODEL_CARD.md): the same val episodes,
 # worded by the generator's grammar or by the held-out paraphraser (src/data/iclevrHeldOutPhrasing.ts,
 # `--paraphrase 1`), iterative and teacher-forced. Writes runs/eval-lang/<model>-<name>/out.json.
-# MODEL=<folder> scores another model the same way (e.g. the word-level release it replaces).
+# MODEL=<folder> scores another model the same way (e.g. MODEL=models/iclevr-default, the word-level model).
 set -e
 cd "$(dirname "$0")/../.."
-M=${MODEL:-models/iclevr-default}
+M=${MODEL:-models/iclevr-language}
 E=runs/iclevr-val.jsonl
 [ -f $E ] || npx tsx src/data/cli.ts generate --dataset iclevr --count 200 --seed 1 --split val --out $E
 tag=$(basename "$M")
