@@ -23,6 +23,17 @@ const CORPUS = [
 let checkpoint: Promise<string> | null = null;
 
 /** The tiny preset with a word tokenizer, saved once per test process as a checkpoint in a temp folder. */
+/** `name{labels} value` lines of a Prometheus text exposition -> value by `name{labels}`. */
+export function parseMetrics(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
 export function tinyCheckpoint(): Promise<string> {
   return (checkpoint ??= (async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'codraw-ckpt-'));

@@ -2,24 +2,13 @@
  * GET /metrics: Prometheus text with the engine's and the server's figures, scraped after real turns.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Collector, PROGRESS, createSession, eventually, startTestServer, submit, waitTurn, type Frame, type TestServer } from './harness.js';
-
-/** `name{labels} value` lines of a Prometheus text exposition -> value by `name{labels}`. */
-function parse(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
-}
+import { Collector, PROGRESS, createSession, eventually, startTestServer, submit, waitTurn, type Frame, type TestServer, parseMetrics } from './harness.js';
 
 async function scrape(s: TestServer): Promise<Map<string, number>> {
   const res = await fetch(`${s.origin}/metrics`);
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
-  return parse(await res.text());
+  return parseMetrics(await res.text());
 }
 
 describe('metrics', () => {

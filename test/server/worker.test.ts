@@ -7,18 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeConfig } from '../../src/config/index.js';
 import { startWorker, type RunningWorker } from '../../src/server/worker.js';
 import { clusterAvailable, freshDatabase, startRedis, type Database, type RedisProcess } from '../utils/cluster.js';
-import { createSession, startTestServer, submit, tinyCheckpoint, waitTurn, type TestServer } from './harness.js';
-
-/** `name{labels} value` lines of a Prometheus text exposition -> value by `name{labels}`. */
-function parse(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
-}
+import { createSession, startTestServer, submit, tinyCheckpoint, waitTurn, type TestServer, parseMetrics } from './harness.js';
 
 describe.skipIf(!clusterAvailable())('generation worker: /metrics and /healthz', () => {
   let redis: RedisProcess;
@@ -51,7 +40,7 @@ describe.skipIf(!clusterAvailable())('generation worker: /metrics and /healthz',
     const res = await fetch(`${worker.metricsOrigin}/metrics`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
-    const m = parse(await res.text());
+    const m = parseMetrics(await res.text());
     expect(m.get('codraw_engine_turns_ended_total{outcome="succeeded"}')).toBe(2);
     const stepCounts = [...m].filter(([k]) => k.startsWith('codraw_engine_step_ms_count{'));
     expect(stepCounts.map(([, v]) => v)).toEqual([6]);
