@@ -59,7 +59,35 @@ export function guidanceDistillationLoss(student: CddIcm, teacher: CddIcm, batch
     const phiValues = Float32Array.from({ length: n }, () => o.minGuidance + o.rng() * (o.maxGuidance - o.minGuidance));
     const noise = tf.randomNormal(x0.shape, 0, 1, 'float32', Math.floor(o.rng() * 2 ** 31)) as tf.Tensor4D;
     const xt = teacher.diffusion.qSample(x0, t, noise);
-    // The teacher's two passes in one batch: conditional, then the null condition (c = 0, empty context).
+    const { eps: target, v: vT } = guidedTeacherPrediction(teacher, xt, ref, t, c, context, phiValues);
+    const s = student.diffusion.splitOutput(student.denoise(xt, ref, t, c, context, tf.tensor1d(phiValues)));
+    const eps = tf.mean(tf.square(tf.sub(s.eps, target))) as tf.Scalar;
+    const v = tf.mean(tf.square(tf.sub(s.v, vT))) as tf.Scalar;
+    return { total: tf.add(eps, v) as tf.Scalar, eps, v };
+  });
+}
+
+/**
+ * A teacher's guided prediction at phi per item, without gradients: Eq. 15's epsilon, phi eps(x_t, c) + (1 - phi)
+ * eps(x_t, 0) (both passes in one batch), or one pass for a guidance-distilled teacher; v is the conditional pass's
+ * (Eq. 9's interpolation, which ICM guidance's Sigma reads).
+ */
+export function guidedTeacherPrediction(
+  teacher: CddIcm,
+  xt: tf.Tensor4D,
+  ref: tf.Tensor4D,
+  t: tf.Tensor1D,
+  c: tf.Tensor2D,
+  context: tf.Tensor3D,
+  phiValues: Float32Array,
+): { eps: tf.Tensor4D; v: tf.Tensor4D } {
+  const n = xt.shape[0];
+  return tf.tidy(() => {
+    if (teacher.guidanceDistilled) {
+      const out = stopGradient(teacher.denoise(xt, ref, t, c, context, tf.tensor1d(phiValues))) as tf.Tensor4D;
+      return teacher.diffusion.splitOutput(out);
+    }
+    // Conditional, then the null condition (c = 0, empty context), in one batch.
     const out = teacher.denoise(
       tf.concat([xt, xt]) as tf.Tensor4D,
       tf.concat([ref, ref]) as tf.Tensor4D,
@@ -67,13 +95,9 @@ export function guidanceDistillationLoss(student: CddIcm, teacher: CddIcm, batch
       tf.concat([c, tf.zerosLike(c)]) as tf.Tensor2D,
       tf.concat([context, tf.zerosLike(context)]) as tf.Tensor3D,
     );
-    const { eps: epsT, v: vT } = teacher.diffusion.splitOutput(stopGradient(out) as tf.Tensor4D);
+    const { eps, v } = teacher.diffusion.splitOutput(stopGradient(out) as tf.Tensor4D);
     const phi = tf.tensor4d(phiValues, [n, 1, 1, 1]);
-    // Eq. 15: eps^ = phi eps(c) + (1 - phi) eps(0).
-    const target = tf.add(tf.mul(phi, epsT.slice(0, n)), tf.mul(tf.sub(1, phi), epsT.slice(n, n)));
-    const s = student.diffusion.splitOutput(student.denoise(xt, ref, t, c, context, tf.tensor1d(phiValues)));
-    const eps = tf.mean(tf.square(tf.sub(s.eps, target))) as tf.Scalar;
-    const v = tf.mean(tf.square(tf.sub(s.v, vT.slice(0, n)))) as tf.Scalar;
-    return { total: tf.add(eps, v) as tf.Scalar, eps, v };
+    const guided = tf.add(tf.mul(phi, eps.slice(0, n)), tf.mul(tf.sub(1, phi), eps.slice(n, n))) as tf.Tensor4D;
+    return { eps: guided, v: v.slice(0, n) };
   });
 }

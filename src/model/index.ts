@@ -60,3 +60,11 @@ export {
   type GuidanceDistillationOptions,
   type GuidanceDistillationLosses,
 } from './guidanceDistillation.js';
+export {
+  createProgressiveStudent,
+  distillationGrids,
+  progressiveDistillationLoss,
+  type DistillationGrids,
+  type ProgressiveDistillationOptions,
+  type ProgressiveDistillationLosses,
+} from './progressiveDistillation.js';

@@ -1,5 +1,5 @@
 /**
- * `npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae|guidance --out <folder>
+ * `npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae|guidance|progressive --out <folder>
  *   [--steps N] [--minutes M] [--batch B] [--lr X] [--resume] ...`   (run with --help for every option)
  */
 import { parseArgs } from 'node:util';
@@ -12,14 +12,19 @@ import { rolloutSelfReferences } from './selfReferences.js';
 import { DEFAULT_OPTIONS, type StageArg, type TrainOptions } from './options.js';
 import { train } from './trainer.js';
 
-const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae|guidance --out <folder> [options]
+const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae|guidance|progressive --out <folder> [options]
 
   --stage 1|2|3|2,3|all the stages to run in order (all = 1,2,3)
   --stage ae            train the autoencoder (--config is then an autoencoder preset: tiny, small)
   --stage guidance      guidance distillation (Meng et al. 2023) of --init: a student U-Net that takes phi as an
                         input matches the teacher's classifier-free-guided epsilon (Eq. 15) in one pass instead of
                         two; encoders stay the teacher's; the student is written to <out>/model
-  --guidance-range a,b  (--stage guidance) phi of each training item drawn from [a, b] (default 1,8)
+  --stage progressive   progressive distillation (Salimans & Ho 2022) of --init: a student (phi as an input, as
+                        above) learns to take in one DDIM step on its N-step grid what the guided teacher takes in
+                        K; the student records N as its default step count; ICM guidance stays a sampling-time term
+  --student-steps N     (--stage progressive) the student's step count (default 5)
+  --teacher-substeps K  (--stage progressive) teacher steps per student step (default 2: halve the step count)
+  --guidance-range a,b  (--stage guidance|progressive) phi of each training item drawn from [a, b] (default 1,8)
   --autoencoder DIR     the autoencoder of a latent preset (e.g. runs/ae-iclevr/autoencoder)
   --init DIR            start from a model checkpoint instead of a fresh model (with --autoencoder: swap its codec);
                         with --stage ae: from an autoencoder folder or a latent model checkpoint's autoencoder
@@ -91,6 +96,8 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
       config: { type: 'string' },
       stage: { type: 'string' },
       'guidance-range': { type: 'string' },
+      'student-steps': { type: 'string' },
+      'teacher-substeps': { type: 'string' },
       out: { type: 'string' },
       steps: { type: 'string' },
       minutes: { type: 'string' },
@@ -144,10 +151,10 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
   if (!values.out) throw new Error('--out <folder> is required');
   const stageRaw = values.stage ?? 'all';
   let stage: StageArg;
-  if (stageRaw === 'all' || stageRaw === 'ae' || stageRaw === 'guidance') stage = stageRaw;
+  if (stageRaw === 'all' || stageRaw === 'ae' || stageRaw === 'guidance' || stageRaw === 'progressive') stage = stageRaw;
   else {
     const list = stageRaw.split(',').map(Number);
-    if (list.length === 0 || list.some((x) => x !== 1 && x !== 2 && x !== 3)) throw new Error('--stage must be 1, 2, 3, a list such as 2,3, all, ae or guidance');
+    if (list.length === 0 || list.some((x) => x !== 1 && x !== 2 && x !== 3)) throw new Error('--stage must be 1, 2, 3, a list such as 2,3, all, ae, guidance or progressive');
     stage = list.length === 1 ? (list[0] as 1 | 2 | 3) : (list as (1 | 2 | 3)[]);
   }
   const split = (values.split ?? '0.1,0.8,0.1').split(',').map(Number);
@@ -232,13 +239,21 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
   }
   if (values['guidance-range'] !== undefined) {
     const r = values['guidance-range'].split(',').map(Number);
-    if (stage !== 'guidance') throw new Error('--guidance-range applies to --stage guidance');
+    if (stage !== 'guidance' && stage !== 'progressive') throw new Error('--guidance-range applies to --stage guidance and --stage progressive');
     if (r.length !== 2 || !(r[0]! >= 0 && r[1]! >= r[0]!)) throw new Error('--guidance-range wants min,max with 0 <= min <= max');
     o.guidanceRange = [r[0]!, r[1]!];
   }
-  if (stage === 'guidance') {
-    if (!o.init) throw new Error('--stage guidance distils a trained model: pass it as --init <model folder>');
-    if (o.emaDecay > 0 || o.selfReferences) throw new Error('--ema-decay and --self-references apply to stages 1-3, not to --stage guidance');
+  for (const [flag, key] of [['student-steps', 'studentSteps'], ['teacher-substeps', 'teacherSubsteps']] as const) {
+    const raw = values[flag];
+    if (raw === undefined) continue;
+    if (stage !== 'progressive') throw new Error(`--${flag} applies to --stage progressive`);
+    const v = Number(raw);
+    if (!Number.isInteger(v) || v < (key === 'studentSteps' ? 1 : 2)) throw new Error(`--${flag} wants an integer >= ${key === 'studentSteps' ? 1 : 2}, got ${raw}`);
+    o[key] = v;
+  }
+  if (stage === 'guidance' || stage === 'progressive') {
+    if (!o.init) throw new Error(`--stage ${stage} distils a trained model: pass it as --init <model folder>`);
+    if (o.emaDecay > 0 || o.selfReferences) throw new Error(`--ema-decay and --self-references apply to stages 1-3, not to --stage ${stage}`);
   }
   if (stage === 'ae' && o.autoencoder) throw new Error('--autoencoder applies to the CDD-ICM stages; to start --stage ae from an autoencoder, use --init');
   return o;

@@ -4,9 +4,10 @@ import type { DatasetName, OwnTarget } from './data.js';
 
 /**
  * One stage, a list run in order (e.g. [2, 3] after a separate stage-1 run), 'all' = [1, 2, 3], the autoencoder,
- * or guidance distillation of a trained model (--init) into a one-pass student.
+ * guidance distillation of a trained model (--init) into a one-pass student, or progressive distillation of it into
+ * a student with fewer steps.
  */
-export type StageArg = 1 | 2 | 3 | (1 | 2 | 3)[] | 'all' | 'ae' | 'guidance';
+export type StageArg = 1 | 2 | 3 | (1 | 2 | 3)[] | 'all' | 'ae' | 'guidance' | 'progressive';
 
 export interface TrainOptions {
   dataset: DatasetName;
@@ -65,8 +66,12 @@ export interface TrainOptions {
    * trained in this latent space keeps working with the result (swap it in with --export ... --autoencoder).
    */
   decoderOnly?: boolean;
-  /** Stage 'guidance': phi of each training item is drawn from [min, max] (the student is exact only there). */
+  /** Stages 'guidance', 'progressive': phi of each training item is drawn from [min, max] (the student is exact only there). */
   guidanceRange: [number, number];
+  /** Stage 'progressive': the student's step count N (its grid is the sampler's N-step respacing). */
+  studentSteps: number;
+  /** Stage 'progressive': teacher DDIM steps per student step (2: Salimans & Ho's halving). */
+  teacherSubsteps: number;
   /** Scheduled sampling: a rollout file of the model's own canvases on these training episodes (--rollouts). */
   selfReferences?: string;
   /** Share of batch slots that start from an own canvas instead of the rendered reference. */
@@ -100,6 +105,8 @@ export const DEFAULT_OPTIONS: Omit<TrainOptions, 'dataset' | 'config' | 'stage' 
   emaDecay: 0,
   selfReferenceRate: 0.25,
   guidanceRange: [1, 8],
+  studentSteps: 5,
+  teacherSubsteps: 2,
   selfReferenceTarget: 'composite',
   valBatches: 8,
   checkpointMinutes: 5,

@@ -1,6 +1,6 @@
 /**
  * A training run: the three-stage training of CDD-ICM (Sec. 2.6), and the dispatch to the autoencoder stage
- * (autoencoderStage.ts) and guidance distillation (guidanceStage.ts).
+ * (autoencoderStage.ts) and guidance and progressive distillation (distillationStage.ts).
  * Output folder layout:
  *   args.json       the options of the first run (a resume keeps them, except budgets)
  *   metrics.jsonl   one JSON object per training step ({kind: 'train'}) and per validation ({kind: 'val'})
@@ -21,7 +21,7 @@ import { trainAutoencoder } from './autoencoderStage.js';
 import { WeightAverage } from './average.js';
 import { assignNamed, readRawWeights, writeFolderAtomically, writeRawWeights, writeTrainerState } from './checkpointIo.js';
 import { ImageSampler, mixSeed, validationBatches } from './data.js';
-import { trainGuidanceDistillation } from './guidanceStage.js';
+import { trainDistillation } from './distillationStage.js';
 import { initialLoopState, type Budget, type LoopState } from './loop.js';
 import { buildModel, modelStageTask, stageOptimizer } from './modelStages.js';
 import type { TrainControl, TrainOptions, TrainResult } from './options.js';
@@ -186,6 +186,6 @@ export async function trainModel(o: TrainOptions, control: TrainControl = {}): P
 /** Entry point used by the CLI. */
 export function train(o: TrainOptions, control: TrainControl = {}): Promise<TrainResult> {
   if (o.stage === 'ae') return trainAutoencoder(o, control);
-  if (o.stage === 'guidance') return trainGuidanceDistillation(o, control);
+  if (o.stage === 'guidance' || o.stage === 'progressive') return trainDistillation(o, control);
   return trainModel(o, control);
 }

@@ -214,6 +214,15 @@ interface RunResult {
   duplicatedFinals: number;
   /** While the turns ran. */
   busy: Responsiveness;
+  phases: TurnPhases;
+}
+
+/** p50 of each phase of a turn, ms. */
+interface TurnPhases {
+  submitToRowMs: number;
+  rowToStartMs: number;
+  runMs: number;
+  finishToFrameMs: number;
 }
 
 /**
@@ -353,6 +362,7 @@ async function run(servers: Server[], batching: boolean, n: number, args: Args):
   const lostTurns = [...submittedAt.keys()].filter((id) => !finalAt.has(id)).length;
   const duplicatedFinals = [...finalsPerTurn.values()].reduce((d, c) => d + Math.max(0, c - 1), 0);
   await Promise.all(clients.map((c) => c.dispose()));
+  const phases = await turnPhases(servers, sessions, submittedAt, finalAt);
   const latency = [...submittedAt].filter(([id]) => finalAt.has(id)).map(([id, at]) => finalAt.get(id)! - at);
   const first = [...submittedAt].filter(([id]) => firstPreview.has(id)).map(([id, at]) => firstPreview.get(id)! - at);
   return {
@@ -372,6 +382,38 @@ async function run(servers: Server[], batching: boolean, n: number, args: Args):
     lostTurns,
     duplicatedFinals,
     busy: responsiveness,
+    phases,
+  };
+}
+
+/**
+ * Where a turn's time goes, p50 over the turns (client and server share this machine's clock): submit -> the
+ * turn's row (the mutation), row -> denoising starts (queue + the start hook), the run (denoising + result PNG, the
+ * engine's own runMs), and the server's finish -> the client's final frame (DB write + delivery).
+ */
+async function turnPhases(
+  servers: Server[],
+  sessions: Array<{ index: number; id: string; teller: string }>,
+  submittedAt: Map<string, number>,
+  finalAt: Map<string, number>,
+): Promise<TurnPhases> {
+  const rows: Array<{ id: string; createdAt: string; startedAt: string | null; finishedAt: string | null; timings: { runMs: number | null } }> = [];
+  for (const s of sessions) {
+    const q = await gql<{ session: { turns: typeof rows } }>(
+      servers[s.index % servers.length]!.url,
+      `query($s: ID!) { session(id: $s) { turns(last: 500) { id createdAt startedAt finishedAt timings { runMs } } } }`,
+      { s: s.id },
+      s.teller,
+    );
+    rows.push(...q.session.turns);
+  }
+  const ok = rows.filter((r) => r.startedAt && r.finishedAt && submittedAt.has(r.id) && finalAt.has(r.id));
+  const p50 = (f: (r: (typeof ok)[number]) => number) => r1(pct(ok.map(f), 50));
+  return {
+    submitToRowMs: p50((r) => Date.parse(r.createdAt) - submittedAt.get(r.id)!),
+    rowToStartMs: p50((r) => Date.parse(r.startedAt!) - Date.parse(r.createdAt)),
+    runMs: p50((r) => r.timings.runMs ?? Date.parse(r.finishedAt!) - Date.parse(r.startedAt!)),
+    finishToFrameMs: p50((r) => finalAt.get(r.id)! - Date.parse(r.finishedAt!)),
   };
 }
 
@@ -398,6 +440,7 @@ async function main(): Promise<void> {
         console.log(
           `single process, batching ${batching ? 'on ' : 'off'} sessions ${String(n).padStart(2)} x ${args.subscribers} subscribers: ` +
             `${r.turns} turns in ${r.wallMs} ms (${r.turnsPerMinute} turns/min); latency p50 ${r.turnLatencyP50Ms} p95 ${r.turnLatencyP95Ms} ms; ` +
+            `phases p50: submit->row ${r.phases.submitToRowMs}, row->start ${r.phases.rowToStartMs}, run ${r.phases.runMs}, finish->frame ${r.phases.finishToFrameMs} ms; ` +
             `first preview p50 ${r.firstPreviewP50Ms} ms; preview delivery p50 ${r.previewDeliveryP50Ms} p95 ${r.previewDeliveryP95Ms} ms (${r.framesDelivered} frames); ` +
             `while busy /healthz p50 ${r.busy.healthzP50Ms} p99 ${r.busy.healthzP99Ms} ms, query p50 ${r.busy.queryP50Ms} p99 ${r.busy.queryP99Ms} ms (${r.busy.probes} probes)`,
         );

@@ -34,6 +34,21 @@ describe('train CLI option checks', () => {
     expect(missing.stderr).toMatch(/nonexistent-model/);
   });
 
+  it('refuses progressive-distillation options on other stages, bad step counts, and a distillation without a teacher', () => {
+    const other = runCli(['--dataset', 'iclevr', '--stage', '2', '--out', '/tmp/never-written', '--student-steps', '4']);
+    expect(other.status).toBe(1);
+    expect(other.stderr).toContain('--student-steps applies to --stage progressive');
+    const k = runCli(['--dataset', 'iclevr', '--stage', 'progressive', '--init', 'models/iclevr-default', '--out', '/tmp/never-written', '--teacher-substeps', '1']);
+    expect(k.status).toBe(1);
+    expect(k.stderr).toContain('--teacher-substeps wants an integer >= 2, got 1');
+    const n = runCli(['--dataset', 'iclevr', '--stage', 'progressive', '--init', 'models/iclevr-default', '--out', '/tmp/never-written', '--student-steps', '2.5']);
+    expect(n.status).toBe(1);
+    expect(n.stderr).toContain('--student-steps wants an integer >= 1, got 2.5');
+    const teacherless = runCli(['--dataset', 'iclevr', '--stage', 'progressive', '--out', '/tmp/never-written']);
+    expect(teacherless.status).toBe(1);
+    expect(teacherless.stderr).toContain('--stage progressive distils a trained model: pass it as --init <model folder>');
+  });
+
   it('refuses one-axis hard negatives without --icm-hard-negatives', () => {
     const r = runCli(['--dataset', 'iclevr', '--stage', '3', '--out', '/tmp/never-written', '--icm-hard-negative-axes']);
     expect(r.status).toBe(1);

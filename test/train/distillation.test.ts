@@ -34,20 +34,24 @@ const trainLines = (out: string) =>
     .map((l) => JSON.parse(l) as { kind: string; step: number; loss: number; cursor: number; eps?: number; v?: number })
     .filter((r) => r.kind === 'train');
 
-describe('npm run train -- --stage guidance', () => {
+/** A teacher whose conditional and null predictions differ: a short stage-2 run's model, every weight moved by noise. */
+async function noisyTeacher(root: string): Promise<string> {
+  const teacherRun = join(root, 'teacher');
+  await trainModel(options(teacherRun));
+  const init = join(root, 'teacher-model');
+  const t = await loadCheckpoint(join(teacherRun, 'model'));
+  let k = 3;
+  for (const v of t.parameters()) tf.tidy(() => v.assign(tf.add(v, tf.randomNormal(v.shape, 0, 0.05, 'float32', k++))));
+  await saveCheckpoint(t, init, { dtype: 'float32' });
+  t.dispose();
+  return init;
+}
+
+describe('npm run train -- --stage guidance / progressive', () => {
   it('distils --init into a one-pass student, resumes after an interrupt to the same weights, and refuses without a teacher', async () => {
     const root = mkdtempSync(join(tmpdir(), 'train-guidance-'));
     try {
-      const teacherRun = join(root, 'teacher');
-      // A teacher whose conditional and null predictions differ: a short stage-2 run's model (its output layer
-      // starts at zero), every weight moved by noise.
-      await trainModel(options(teacherRun));
-      const init = join(root, 'teacher-model');
-      const t = await loadCheckpoint(join(teacherRun, 'model'));
-      let k = 3;
-      for (const v of t.parameters()) tf.tidy(() => v.assign(tf.add(v, tf.randomNormal(v.shape, 0, 0.05, 'float32', k++))));
-      await saveCheckpoint(t, init, { dtype: 'float32' });
-      t.dispose();
+      const init = await noisyTeacher(root);
       const gd = (out: string) => options(out, { stage: 'guidance', init, steps: 4, lr: 1e-4, guidanceRange: [1, 6] });
       const a = join(root, 'a');
       const b = join(root, 'b');
@@ -81,6 +85,34 @@ describe('npm run train -- --stage guidance', () => {
       expect(wa.has('unet.guidance_embed_2.weight')).toBe(true);
 
       await expect(train(options(join(root, 'c'), { stage: 'guidance' }))).rejects.toThrow(/--init/);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  }, 240_000);
+  it('progressive: the student (phi as input) records its step count, resumes to the same weights, and beats the teacher on its own target', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'train-progressive-'));
+    try {
+      const init = await noisyTeacher(root);
+      const pd = (out: string) => options(out, { stage: 'progressive', init, steps: 4, lr: 1e-4, guidanceRange: [2, 4], studentSteps: 3, teacherSubsteps: 2 });
+      const a = join(root, 'a');
+      const b = join(root, 'b');
+      expect(await train(pd(a))).toMatchObject({ interrupted: false, steps: [4] });
+      const cfg = JSON.parse(readFileSync(join(a, 'model', 'config.json'), 'utf8')) as { config: { unet: { guidanceEmbedding?: boolean }; sampling?: { steps?: number } } };
+      expect(cfg.config.unet.guidanceEmbedding).toBe(true);
+      expect(cfg.config.sampling?.steps).toBe(3);
+      const la = trainLines(a);
+      expect(la).toHaveLength(4);
+      for (const r of la) expect(r.loss).toBeCloseTo(r.eps! + r.v!, 5);
+      let polls = 0;
+      expect(await train(pd(b), { shouldStop: () => ++polls > 2 })).toMatchObject({ interrupted: true });
+      const state = JSON.parse(readFileSync(join(b, 'last', 'trainer.json'), 'utf8')) as { kind: string };
+      expect(state.kind).toBe('progressive-distillation');
+      expect(await train({ ...pd(b), resume: true })).toMatchObject({ interrupted: false, steps: [4] });
+      trainLines(b).forEach((r, i) => expect(r.loss).toBeCloseTo(la[i]!.loss, 5));
+      const vals = readFileSync(join(a, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; val?: number }).filter((r) => r.kind === 'val');
+      expect(vals.at(-1)!.val!).toBeLessThan(vals[0]!.val!);
+      // A guidance run cannot resume a progressive one's checkpoint.
+      await expect(train({ ...options(b, { stage: 'guidance', init, steps: 6 }), resume: true })).rejects.toThrow(/not a guidance distillation training state/);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
