@@ -401,7 +401,7 @@ async function turnPhases(
   for (const s of sessions) {
     const q = await gql<{ session: { turns: typeof rows } }>(
       servers[s.index % servers.length]!.url,
-      `query($s: ID!) { session(id: $s) { turns(last: 500) { id createdAt startedAt finishedAt timings { runMs } } } }`,
+      `query($s: ID!) { session(id: $s) { turns(last: ${Math.min(300, Math.max(1, submittedAt.size))}) { id createdAt startedAt finishedAt timings { runMs } } } }`,
       { s: s.id },
       s.teller,
     );
