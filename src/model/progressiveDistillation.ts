@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { CddIcm, type TurnBatch } from './cddIcm.js';
 import { SpacedDiffusion, spacedTimesteps, stopGradient, type GaussianDiffusion, type ScheduleStep } from './diffusion/index.js';
-import { createGuidanceStudent, guidedTeacherPrediction } from './guidanceDistillation.js';
+import { createGuidanceStudent, guidedTeacherPrediction, type GuidanceDistillationLosses, type GuidanceDistillationOptions } from './guidanceDistillation.js';
 
 /** A progressive-distillation student for `teacher`: the same weights, with a guidance embedding (phi as input). */
 export function createProgressiveStudent(teacher: CddIcm): CddIcm {
@@ -48,23 +48,13 @@ export function distillationGrids(base: GaussianDiffusion, studentSteps: number,
   return { student: new SpacedDiffusion(base, s), teacher: new SpacedDiffusion(base, teacherSteps), substeps };
 }
 
-export interface ProgressiveDistillationOptions {
+/** Guidance distillation's options (phi range, rng) plus the two grids. */
+export interface ProgressiveDistillationOptions extends GuidanceDistillationOptions {
   grids: DistillationGrids;
-  /** phi is drawn uniformly from [minGuidance, maxGuidance] per item (Meng et al.: w ~ U[wmin, wmax]). */
-  minGuidance: number;
-  maxGuidance: number;
-  /** Uniform [0, 1) source for grid positions, phi and noise seeds (deterministic when seeded). */
-  rng: () => number;
 }
 
-export interface ProgressiveDistillationLosses {
-  /** eps + v. */
-  total: tf.Scalar;
-  /** || eps_student(z_t) - eps~ ||^2, eps~ the epsilon whose one DDIM step lands where the teacher's K steps did. */
-  eps: tf.Scalar;
-  /** || v_student - v_teacher(z_t) ||^2. */
-  v: tf.Scalar;
-}
+/** eps + v, as guidance distillation's; eps~ is the epsilon whose one DDIM step lands where the teacher's K did. */
+export type ProgressiveDistillationLosses = GuidanceDistillationLosses;
 
 /**
  * The student's loss on a batch of turns, each at a random position k of the student's grid: z_t = q(x_t | x0) at
