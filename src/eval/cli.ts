@@ -5,23 +5,24 @@
  *        [--guidance phi] [--icm-guidance psi] [--seed S] [--batch B] [--detector DIR] [--out DIR] [--json]
  *        [--codraw-dir DIR] [--backend NAME] [--sheet-episodes N] [--reencode-reference] [--candidates N]
  *        [--solver ddim|dpm++2m]
- *   npm run eval -- --codec-check --model <checkpoint> --episodes <file> [--limit N] [--rounds R] [--json]
+ *   npm run eval -- --codec-check --model <checkpoint or autoencoder> --episodes <file> [--limit N] [--rounds R]
+ *        [--image-size S] [--json]
  *
  * Writes report.json and contact-sheet.png (the first --sheet-episodes episodes, default 8) to the output folder, prints a table; with --json the last stdout line
  * is one JSON object (precision, recall, f1, rsim, episodes, turns, detector_reference_f1, ...).
  */
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { resolveTurnDefaults } from '../config/index.js';
-import { SOLVERS, loadCheckpoint, type SolverName } from '../model/index.js';
+import { AUTOENCODER_FORMAT, AutoencoderCodec, SOLVERS, loadAutoencoder, loadCheckpoint, type SolverName } from '../model/index.js';
 import { loadDetector } from './detector.js';
 import { contactSheet } from './contactSheet.js';
 import { DETECTOR_TRUST_F1 } from './trust.js';
 import { DATASET_INFO } from './datasets.js';
 import { paraphraseEpisodes, type Episode } from '../data/index.js';
 import { evaluateModel, type ModelEvalReport } from './evaluate.js';
-import { checkCodec } from './codecCheck.js';
+import { checkCodec, type CheckedCodec } from './codecCheck.js';
 import { CliError, Progress, fmtMs, initBackendFromArgs, loadEpisodesArg, num, optNum, parse, runCli, str } from './cliUtil.js';
 
 const USAGE = `usage: npm run eval -- --model CHECKPOINT --episodes FILE [--limit N] [--teacher-forced] [--steps K]
@@ -37,9 +38,13 @@ const USAGE = `usage: npm run eval -- --model CHECKPOINT --episodes FILE [--limi
   --solver: DDIM (eta 0) or DPM-Solver++(2M) on the same respaced schedule, guidance applied alike
   --candidates N: best-of-N per turn, kept by the model's clean-image ICM score (not the paper's; N times the
   sampling work, the N candidates of a batch's B episodes denoised together)
-       npm run eval -- --codec-check --model CHECKPOINT --episodes FILE [--limit N] [--rounds R] [--json]
+       npm run eval -- --codec-check --model CHECKPOINT|AUTOENCODER --episodes FILE [--limit N] [--rounds R]
+         [--image-size S] [--json]
   scores the model's image codec instead of the model: the detector on every ground-truth turn against the detector
-  on decode(encode(turn)), R times over (default 1); generates nothing, writes nothing`;
+  on decode(encode(turn)), R times over (default 1); generates nothing, writes nothing. --model may also be an
+  autoencoder folder (npm run train -- --stage ae writes <out>/autoencoder), checked before any diffusion is trained
+  on it; --image-size is the canvas size it is checked at (a checkpoint's own size by default; an autoencoder's:
+  required, it is the size it was trained at)`;
 
 function table(r: ModelEvalReport): string {
   const f = (v: number) => v.toFixed(4).padStart(9);
@@ -84,10 +89,12 @@ async function main(): Promise<void> {
       'codec-check': { type: 'boolean' },
       rounds: { type: 'string' },
       paraphrase: { type: 'string' },
+      'image-size': { type: 'string' },
     },
     USAGE,
   );
   if (a.rounds !== undefined && a['codec-check'] !== true) throw new CliError('--rounds applies to --codec-check');
+  if (a['image-size'] !== undefined && a['codec-check'] !== true) throw new CliError('--image-size applies to --codec-check (a model generates at its own size)');
   const modelDir = str(a.model, 'model');
   const episodesFile = str(a.episodes, 'episodes');
   const limit = optNum(a.limit, 'limit', { int: true, min: 1 });
@@ -123,7 +130,10 @@ async function main(): Promise<void> {
   const detectorDir = str(a.detector, 'detector', join('models', 'detectors', dataset));
   if (!existsSync(join(detectorDir, 'config.json')))
     throw new CliError(`no ${dataset} detector at ${detectorDir} (train one: npm run train:detector -- --dataset ${dataset} --out ${detectorDir} --minutes 20)`);
-  if (a['codec-check'] === true) return codecCheck(modelDir, detectorDir, episodes, { rounds: num(a.rounds, 'rounds', 1, { int: true, min: 1 }), json, backendArg: a.backend, ...(codrawDir ? { codrawDir } : {}) });
+  if (a['codec-check'] === true) {
+    const imageSize = optNum(a['image-size'], 'image-size', { int: true, min: 8 });
+    return codecCheck(modelDir, detectorDir, episodes, { rounds: num(a.rounds, 'rounds', 1, { int: true, min: 1 }), json, backendArg: a.backend, imageSize, ...(codrawDir ? { codrawDir } : {}) });
+  }
   const outDir = str(a.out, 'out', join('eval-output', `${dataset}-${basename(resolve(modelDir))}-${new Date().toISOString().replace(/[:.]/g, '-')}`));
 
   const backend = await initBackendFromArgs(a.backend);
@@ -242,30 +252,41 @@ async function codecCheck(
   modelDir: string,
   detectorDir: string,
   episodes: Episode[],
-  o: { rounds: number; json: boolean; backendArg: string | boolean | undefined; codrawDir?: string },
+  o: { rounds: number; json: boolean; backendArg: string | boolean | undefined; imageSize: number | undefined; codrawDir?: string },
 ): Promise<void> {
   const backend = await initBackendFromArgs(o.backendArg);
   process.stderr.write(`backend ${backend.name} (${backend.device}, ${backend.threads} threads)\n`);
-  const model = await loadCheckpoint(modelDir);
+  const format = (JSON.parse(await readFile(join(modelDir, 'config.json'), 'utf8')) as { format?: string }).format;
+  let subject: CheckedCodec & { dispose(): void };
+  if (format === AUTOENCODER_FORMAT) {
+    if (o.imageSize === undefined) throw new CliError(`${modelDir} is an autoencoder: --image-size S says at which canvas size to check it (the size it was trained at)`);
+    const ae = await loadAutoencoder(modelDir);
+    if (o.imageSize % ae.config.downFactor !== 0) throw new CliError(`--image-size ${o.imageSize} is not a multiple of the autoencoder's downFactor ${ae.config.downFactor}`);
+    subject = { codec: new AutoencoderCodec(ae), imageSize: o.imageSize, dispose: () => ae.dispose() };
+  } else {
+    const model = await loadCheckpoint(modelDir);
+    subject = { codec: model.codec, imageSize: o.imageSize ?? model.config.imageSize, dispose: () => model.dispose() };
+  }
   const detector = await loadDetector(detectorDir);
   if (detector.config.dataset !== episodes[0]!.dataset) throw new CliError(`${detectorDir} is a ${detector.config.dataset} detector, episodes are ${episodes[0]!.dataset}`);
   const total = episodes.reduce((s, e) => s + e.turns.length, 0);
   const progress = new Progress('images', total);
-  const r = checkCodec(model, detector, episodes, {
+  const r = checkCodec(subject, detector, episodes, {
     rounds: o.rounds,
     ...(o.codrawDir ? { render: { clipartDir: join(o.codrawDir, 'clipart') } } : {}),
     onProgress: (done) => progress.update(done),
   });
   const f = (v: number) => v.toFixed(4).padStart(9);
-  const lines = [`codec of ${modelDir} on ${r.images} ground-truth turns`, 'round precision    recall        f1  most lost'];
+  const lines = [`codec of ${modelDir} on ${r.images} ground-truth turns at ${subject.imageSize}x${subject.imageSize}`, 'round precision    recall        f1  most lost'];
   for (const x of r.rounds) {
     const lost = x.lost.slice(0, 4).map(([l, n]) => `${l} ${n}`).join(', ');
     lines.push(`${String(x.round).padStart(5)} ${f(x.scores.precision)} ${f(x.scores.recall)} ${f(x.scores.f1)}  ${lost}`);
   }
   lines.push('(round 0: the ground truth itself; round k: after k decode(encode(.)) round trips)');
   process.stdout.write(lines.join('\n') + '\n');
-  if (o.json) process.stdout.write(JSON.stringify({ model: modelDir, images: r.images, rounds: r.rounds }) + '\n');
-  model.dispose();
+  if (o.json) process.stdout.write(JSON.stringify({ model: modelDir, imageSize: subject.imageSize, images: r.images, rounds: r.rounds }) + '\n');
+  subject.dispose();
+  detector.dispose();
 }
 
 runCli(main);

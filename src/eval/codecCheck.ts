@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { imagesToTensor, renderScene, tensorToImages, type Episode, type RgbImage, type SceneRenderOptions } from '../data/index.js';
-import type { CddIcm } from '../model/index.js';
+import type { ImageCodec } from '../model/index.js';
 import type { ObjectDetector } from './detector.js';
 import { locate } from './datasets.js';
 import { meanScores, precisionRecallF1, type PrfScores } from './metrics.js';
@@ -36,8 +36,18 @@ export interface CodecCheckOptions {
   onProgress?(done: number, total: number): void;
 }
 
+/**
+ * What is checked: a codec and the canvas size it works at: a model's (`{ codec: model.codec, imageSize:
+ * model.config.imageSize }`), or an autoencoder alone, before any diffusion is trained on it (`{ codec: new AutoencoderCodec(ae),
+ * imageSize }`), which is when the check decides a resolution.
+ */
+export interface CheckedCodec {
+  codec: ImageCodec;
+  imageSize: number;
+}
+
 /** Every turn of the episodes, rendered, detected, and detected again after each codec round trip. */
-export function checkCodec(model: CddIcm, detector: ObjectDetector, episodes: readonly Episode[], opts: CodecCheckOptions = {}): CodecCheckReport {
+export function checkCodec({ codec, imageSize: size }: CheckedCodec, detector: ObjectDetector, episodes: readonly Episode[], opts: CodecCheckOptions = {}): CodecCheckReport {
   const rounds = opts.rounds ?? 1;
   const batchSize = opts.batchSize ?? 32;
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`rounds must be an integer >= 1, got ${rounds}`);
@@ -45,12 +55,11 @@ export function checkCodec(model: CddIcm, detector: ObjectDetector, episodes: re
   const labels = turns.map((t) => locate(t.objects).map((o) => o.label));
   const perRound: PrfScores[][] = Array.from({ length: rounds + 1 }, () => []);
   const lost: Map<string, number>[] = Array.from({ length: rounds + 1 }, () => new Map());
-  const size = model.config.imageSize;
   for (let b = 0; b < turns.length; b += batchSize) {
     let images: RgbImage[] = turns.slice(b, b + batchSize).map((t) => renderScene(t.dataset, t.objects, size, opts.render));
     for (let r = 0; r <= rounds; r++) {
       if (r > 0) {
-        const out = tf.tidy(() => model.codec.decode(model.codec.encode(imagesToTensor(images))));
+        const out = tf.tidy(() => codec.decode(codec.encode(imagesToTensor(images))));
         images = tensorToImages(out);
         out.dispose();
       }

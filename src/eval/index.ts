@@ -17,7 +17,7 @@ export { DATASET_INFO, defaultDetectorConfig, classWeightsFrom, locate, sceneSou
 export { trainDetector, makeTargets, type TrainOptions, type TrainResult, type TrainSample, type SampleSource, type StepProgress } from './train.js';
 export { evaluateDetector, type DetectorScores, type DetectorEvalOptions } from './detectorEval.js';
 export { evaluateModel, turnSeed, type ModelEvalOptions, type ModelEvalReport, type EpisodeResult, type TurnResult, type RelationReport } from './evaluate.js';
-export { checkCodec, type CodecCheckReport, type CodecCheckOptions, type CodecRoundScores } from './codecCheck.js';
+export { checkCodec, type CheckedCodec, type CodecCheckReport, type CodecCheckOptions, type CodecRoundScores } from './codecCheck.js';
 export { iclevrRsimCeiling, type RsimCeiling } from './ceiling.js';
 export { contactSheet, type ContactSheetOptions } from './contactSheet.js';
 export { DETECTOR_TRUST_F1 } from './trust.js';

@@ -1,7 +1,8 @@
 /**
  * ModelConfig: every size of CDD-ICM in one JSON-serialisable object (stored in checkpoints), with presets:
  * `tiny` (tests: 16x16 pixels, very small widths), `small` (CPU training at 64x64 in a 16x16x4 autoencoder latent),
- * `small-pixel` (the same at 64x64 pixels), and `clip-vit-b32` (the paper: CLIP ViT-B/32 encoders, d = 512,
+ * `small-128` (the same widths at 128x128 in a 32x32x4 latent: GeNeVA's CoDraw resolution, where small clip art
+ * survives the codec), `small-pixel` (the small model at 64x64 pixels), and `clip-vit-b32` (the paper: CLIP ViT-B/32 encoders, d = 512,
  * an ADM-sized U-Net).
  */
 import { encoderPresets, type TextConfig, type VisionConfig } from './encoders/index.js';
@@ -78,7 +79,7 @@ const tinyEnc = encoderPresets.tiny;
 const smallEnc = encoderPresets.small;
 const clipEnc = encoderPresets['clip-vit-b32'];
 
-export const MODEL_PRESETS: Record<'tiny' | 'small' | 'small-pixel' | 'clip-vit-b32', ModelConfig> = {
+export const MODEL_PRESETS: Record<'tiny' | 'small' | 'small-128' | 'small-pixel' | 'clip-vit-b32', ModelConfig> = {
   tiny: {
     name: 'tiny',
     imageSize: 16,
@@ -104,6 +105,22 @@ export const MODEL_PRESETS: Record<'tiny' | 'small' | 'small-pixel' | 'clip-vit-
     projectionDim: smallEnc.projectionDim,
     contextDim: 128,
     unet: { modelChannels: 64, channelMult: [1, 2, 2], numResBlocks: 2, attentionResolutions: [2, 4], headChannels: 32, groups: 16 },
+    diffusion: cosine,
+    latent: { channels: 4, downFactor: 4 },
+    seed: 1234,
+  },
+  'small-128': {
+    name: 'small-128',
+    imageSize: 128,
+    tokenizer: 'word',
+    // Patches twice as wide keep the encoders at the small model's 64 tokens (and their cost); the U-Net gets one
+    // more level so that its attention runs at the same 8x8 and 4x4 as the small model's.
+    vision: { ...smallEnc.vision, imageSize: 128, patchSize: 16 },
+    text: smallEnc.text,
+    noisyVision: noisy(smallEnc.vision, { imageSize: 32, patchSize: 4, inChannels: 4, clipNormalize: false }),
+    projectionDim: smallEnc.projectionDim,
+    contextDim: 128,
+    unet: { modelChannels: 64, channelMult: [1, 2, 2, 2], numResBlocks: 2, attentionResolutions: [4, 8], headChannels: 32, groups: 16 },
     diffusion: cosine,
     latent: { channels: 4, downFactor: 4 },
     seed: 1234,

@@ -49,6 +49,7 @@ export {
   autoencoderWeights,
   setAutoencoderWeights,
   latentSpaceMismatch,
+  AUTOENCODER_FORMAT,
   type AutoencoderConfig,
   type AutoencoderLosses,
 } from './autoencoder/index.js';

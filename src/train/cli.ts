@@ -2,9 +2,11 @@
  * `npm run train -- --dataset iclevr|codraw --config <preset> --stage 1|2|3|all|ae|guidance|progressive --out <folder>
  *   [--steps N] [--minutes M] [--batch B] [--lr X] [--resume] ...`   (run with --help for every option)
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { initBackend, parseBackendFlag } from '../backend/index.js';
-import { AutoencoderCodec, latentSpaceMismatch, loadAutoencoder, loadCheckpoint, saveCheckpoint, validateModelConfig, type CddIcm, type SamplingDefaults, type SolverName } from '../model/index.js';
+import { AutoencoderCodec, latentSpaceMismatch, loadAutoencoder, loadCheckpoint, modelConfig, saveCheckpoint, validateModelConfig, type CddIcm, type SamplingDefaults, type SolverName } from '../model/index.js';
 import { resolveTurnDefaults, type TurnSettings } from '../config/index.js';
 import { assignNamed, readRawWeights } from './checkpointIo.js';
 import { loadEpisodeSource } from './data.js';
@@ -53,7 +55,8 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
   --train-episodes N --val-episodes N   how many episodes (i-CLEVR: generated; CoDraw: a cap)
   --train-file F --val-file F           episodes JSON Lines instead
   --codraw-dir DIR      CoDraw dataset folder
-  --image-size S        pixels (default 64)
+  --image-size S        canvas pixels of --stage ae (default 64); the model stages render at the model's own size
+                        (--init's, else the preset's: 64, or 128 for small-128), and refuse another
   --context-length N    text tokens of a fresh model (default: the preset's; CoDraw dialogues want ~96)
   --seed S              data / noise seed (default 0)
   --self-references F   scheduled sampling: mix the model's own canvases from a rollout file (see --rollouts) into
@@ -162,7 +165,7 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
   const o: TrainOptions = {
     ...DEFAULT_OPTIONS,
     dataset,
-    config: values.config ?? (stage === 'ae' ? 'small' : 'small'),
+    config: values.config ?? 'small',
     stage,
     out: values.out,
     split: split as [number, number, number],
@@ -256,7 +259,29 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
     if (o.emaDecay > 0 || o.selfReferences) throw new Error(`--ema-decay and --self-references apply to stages 1-3, not to --stage ${stage}`);
   }
   if (stage === 'ae' && o.autoencoder) throw new Error('--autoencoder applies to the CDD-ICM stages; to start --stage ae from an autoencoder, use --init');
+  if (stage !== 'ae') {
+    // The canvases are rendered at the model's own size (--init's, else the preset's); an autoencoder has none of
+    // its own (it is convolutional) and trains at --image-size, 64 unless given.
+    const size = modelImageSize(o);
+    if (values['image-size'] !== undefined && o.imageSize !== size)
+      throw new Error(`--image-size ${o.imageSize}: ${o.init ? `--init ${o.init}` : `preset ${o.config}`} works at ${size}x${size} (128x128: --config small-128)`);
+    o.imageSize = size;
+  }
   return o;
+}
+
+/** The image size of --init's checkpoint, else of the --config preset. */
+function modelImageSize(o: TrainOptions): number {
+  if (!o.init) return modelConfig(o.config).imageSize;
+  let file: { config?: { imageSize?: unknown } };
+  try {
+    file = JSON.parse(readFileSync(join(o.init, 'config.json'), 'utf8')) as typeof file;
+  } catch (e) {
+    throw new Error(`--init ${o.init}: no readable config.json (${(e as Error).message})`);
+  }
+  const size = file.config?.imageSize;
+  if (typeof size !== 'number') throw new Error(`--init ${o.init}: not a model checkpoint (its config.json has no config.imageSize)`);
+  return size;
 }
 
 /** `--export FROM --out TO [--dtype float16]`: copy a model checkpoint (e.g. best/) for shipping, float16 by default. */

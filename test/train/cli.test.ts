@@ -49,6 +49,18 @@ describe('train CLI option checks', () => {
     expect(teacherless.stderr).toContain('--stage progressive distils a trained model: pass it as --init <model folder>');
   });
 
+  it("renders canvases at the model's own size: refuses an --image-size the preset or --init does not work at", () => {
+    const preset = runCli(['--dataset', 'codraw', '--config', 'small-128', '--stage', '2', '--out', '/tmp/never-written', '--image-size', '64']);
+    expect(preset.status).toBe(1);
+    expect(preset.stderr).toContain('--image-size 64: preset small-128 works at 128x128');
+    const init = runCli(['--dataset', 'iclevr', '--init', 'models/iclevr-default', '--stage', '2', '--out', '/tmp/never-written', '--image-size', '128']);
+    expect(init.status).toBe(1);
+    expect(init.stderr).toContain('--image-size 128: --init models/iclevr-default works at 64x64 (128x128: --config small-128)');
+    const missing = runCli(['--dataset', 'iclevr', '--init', '/nonexistent-model', '--stage', '2', '--out', '/tmp/never-written']);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain('--init /nonexistent-model: no readable config.json');
+  });
+
   it('refuses one-axis hard negatives without --icm-hard-negatives', () => {
     const r = runCli(['--dataset', 'iclevr', '--stage', '3', '--out', '/tmp/never-written', '--icm-hard-negative-axes']);
     expect(r.status).toBe(1);
