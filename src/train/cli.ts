@@ -264,7 +264,7 @@ export function parseTrainArgs(argv: string[]): TrainOptions {
     // its own (it is convolutional) and trains at --image-size, 64 unless given.
     const size = modelImageSize(o);
     if (values['image-size'] !== undefined && o.imageSize !== size)
-      throw new Error(`--image-size ${o.imageSize}: ${o.init ? `--init ${o.init}` : `preset ${o.config}`} works at ${size}x${size} (128x128: --config small-128)`);
+      throw new Error(`--image-size ${o.imageSize}: ${o.init ? `--init ${o.init}` : `preset ${o.config}`} works at ${size}x${size}${o.imageSize === 128 ? ' (128x128: --config small-128)' : ''}`);
     o.imageSize = size;
   }
   return o;
