@@ -28,9 +28,11 @@ import { CliError, Progress, fmtMs, initBackendFromArgs, loadEpisodesArg, num, o
 const USAGE = `usage: npm run eval -- --model CHECKPOINT --episodes FILE [--limit N] [--teacher-forced] [--steps K]
   [--guidance PHI] [--icm-guidance PSI] [--seed S] [--batch B] [--detector DIR] [--out DIR] [--json]
   [--codraw-dir DIR] [--backend auto|native-cpu|cpu|tensorflow] [--sheet-episodes N] [--reencode-reference]
-  [--candidates N] [--solver ddim|dpm++2m] [--select-at F] [--paraphrase SEED]
+  [--candidates N] [--solver ddim|dpm++2m] [--select-at F] [--icm-before-selection yes|no] [--paraphrase SEED]
   --select-at F: best-of-n keeps one candidate after that share of the steps, by the ICM score of the x0
   estimates (default: the checkpoint's sampling.selectAt, else 1: at the end)
+  --icm-before-selection no: with an early selection, only the kept candidate gets ICM guidance (its remaining
+  steps); default: the checkpoint's sampling.icmBeforeSelection, else yes
   --paraphrase SEED: i-CLEVR turns worded by the held-out paraphrase generator (src/data/iclevrHeldOutPhrasing.ts)
   instead of the canonical grammar; the scene targets are unchanged
   --steps / --guidance / --icm-guidance / --candidates / --solver default to the checkpoint's recommended sampling
@@ -86,6 +88,7 @@ async function main(): Promise<void> {
       candidates: { type: 'string' },
       solver: { type: 'string' },
       'select-at': { type: 'string' },
+      'icm-before-selection': { type: 'string' },
       'codec-check': { type: 'boolean' },
       rounds: { type: 'string' },
       paraphrase: { type: 'string' },
@@ -111,6 +114,8 @@ async function main(): Promise<void> {
   if (askedSolver !== undefined && !(SOLVERS as readonly string[]).includes(askedSolver)) throw new CliError(`--solver must be one of ${SOLVERS.join(', ')}`);
   const askedSelectAt = optNum(a['select-at'], 'select-at', { min: 0 });
   if (askedSelectAt !== undefined && !(askedSelectAt > 0 && askedSelectAt <= 1)) throw new CliError('--select-at must be in (0, 1]');
+  const askedIcmBefore = a['icm-before-selection'];
+  if (askedIcmBefore !== undefined && askedIcmBefore !== 'yes' && askedIcmBefore !== 'no') throw new CliError('--icm-before-selection must be yes or no');
   const seed = num(a.seed, 'seed', 0, { int: true });
   const batchSize = num(a.batch, 'batch', 4, { int: true, min: 1 });
   const json = a.json === true;
@@ -143,6 +148,7 @@ async function main(): Promise<void> {
   const { steps, guidanceScale, icmGuidanceScale, candidates } = resolveTurnDefaults(asked, model.config.sampling);
   const solver: SolverName = (askedSolver as SolverName | undefined) ?? model.config.sampling?.solver ?? 'ddim';
   const selectAt = askedSelectAt ?? model.config.sampling?.selectAt ?? 1;
+  const icmBeforeSelection = askedIcmBefore === undefined ? (model.config.sampling?.icmBeforeSelection ?? true) : askedIcmBefore === 'yes';
   const detector = await loadDetector(detectorDir);
   if (detector.config.dataset !== dataset) throw new CliError(`${detectorDir} is a ${detector.config.dataset} detector, episodes are ${dataset}`);
   const totalTurns = episodes.reduce((s, e) => s + e.turns.length, 0);
@@ -161,6 +167,7 @@ async function main(): Promise<void> {
     steps,
     solver,
     selectAt,
+    icmBeforeSelection,
     guidanceScale,
     icmGuidanceScale,
     candidates,
@@ -210,6 +217,7 @@ async function main(): Promise<void> {
     steps,
     solver,
     select_at: selectAt,
+    icm_before_selection: icmBeforeSelection,
     guidance: guidanceScale,
     icm_guidance: icmGuidanceScale,
     candidates,

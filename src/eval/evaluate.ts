@@ -28,6 +28,8 @@ export interface ModelEvalOptions {
   solver?: SolverName;
   /** Best-of-n early selection (SampleRequest.selectAt); default: the model's, else 1. */
   selectAt?: number;
+  /** Best-of-n: ICM guidance before the early selection too (SampleRequest.icmBeforeSelection); default: the model's. */
+  icmBeforeSelection?: boolean;
   /** phi (Eq. 15). */
   guidanceScale: number;
   /** psi (Eq. 14). */
@@ -155,6 +157,7 @@ export async function evaluateModel(
         icmGuidanceScale: opts.icmGuidanceScale,
         ...(opts.solver ? { solver: opts.solver } : {}),
         ...(opts.selectAt !== undefined ? { selectAt: opts.selectAt } : {}),
+        ...(opts.icmBeforeSelection !== undefined ? { icmBeforeSelection: opts.icmBeforeSelection } : {}),
         ...(opts.candidates !== undefined ? { candidates: opts.candidates } : {}),
         seedOf: (i, t) => turnSeed(seed, b + i, t),
         // Iterative setting: the output (with its latent unless re-encoding) is the next reference; teacher-forced:

@@ -57,6 +57,8 @@ export interface SamplingDefaults {
   candidates?: number;
   /** Share of the steps after which best-of-n keeps one candidate (SampleRequest.selectAt); absent: 1. */
   selectAt?: number;
+  /** Whether best-of-n candidates get ICM guidance before an early selection (SampleRequest.icmBeforeSelection). */
+  icmBeforeSelection?: boolean;
 }
 
 /** Training and sampling defaults from the paper (Sec. 4.2). */
@@ -192,6 +194,9 @@ export function validateModelConfig(c: ModelConfig): void {
     if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new Error(`sampling.${k} must be a number >= 0, got ${v}`);
   }
   if (s.selectAt !== undefined && !(s.selectAt > 0 && s.selectAt <= 1)) throw new Error(`sampling.selectAt must be in (0, 1], got ${s.selectAt}`);
+  if (s.icmBeforeSelection !== undefined && typeof s.icmBeforeSelection !== 'boolean') {
+    throw new Error(`sampling.icmBeforeSelection must be true or false, got ${String(s.icmBeforeSelection)}`);
+  }
   if (s.solver !== undefined && !SOLVERS.includes(s.solver)) throw new Error(`sampling.solver must be one of ${SOLVERS.join(', ')}, got ${String(s.solver)}`);
   for (const m of c.unet.channelMult) {
     if ((m * c.unet.modelChannels) % c.unet.groups !== 0) throw new Error(`U-Net width ${m * c.unet.modelChannels} not divisible by ${c.unet.groups} groups`);

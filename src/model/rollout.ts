@@ -25,6 +25,8 @@ export interface RolloutOptions extends SampleOptions {
   solver?: SolverName;
   /** Best-of-n early selection (SampleRequest.selectAt); default: the model's, else 1. */
   selectAt?: number;
+  /** Best-of-n: ICM guidance before the early selection too (SampleRequest.icmBeforeSelection); default: the model's. */
+  icmBeforeSelection?: boolean;
   /** Best-of-n per turn (default 1: plain sampling). */
   candidates?: number;
   /** The sampling seed of episode i's turn t. */
@@ -55,6 +57,7 @@ export async function rollOutEpisodes(model: CddIcm, instructions: readonly (rea
       seed: o.seedOf(i, t),
       ...(o.solver ? { solver: o.solver } : {}),
       ...(o.selectAt !== undefined ? { selectAt: o.selectAt } : {}),
+      ...(o.icmBeforeSelection !== undefined ? { icmBeforeSelection: o.icmBeforeSelection } : {}),
     }));
     const out = await sampleBestOf(model, reqs, o.candidates ?? 1, {
       ...(o.signal ? { signal: o.signal } : {}),

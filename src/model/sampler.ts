@@ -46,6 +46,13 @@ export interface SampleRequest {
    * n). 1 picks at the end, from the finished images. Absent: the model's `sampling.selectAt`, else 1.
    */
   selectAt?: number;
+  /**
+   * Best-of-n with early selection only: whether the candidates get ICM guidance before one is kept. False guides
+   * only the kept candidate's remaining steps: ICM guidance's gradient through the noisy encoder is the largest
+   * cost of a step (bench:step), paid n times before the selection and once after it. Absent: the model's
+   * `sampling.icmBeforeSelection`, else true.
+   */
+  icmBeforeSelection?: boolean;
 }
 
 export interface SampleState {
@@ -87,6 +94,8 @@ class State implements SampleState {
   x0: tf.Tensor4D | null = null;
   /** The guided x0 estimate of the step at `step`, computed ahead by `Sampler.glimpse`; that step reuses it. */
   ahead: { step: number; x0: tf.Tensor4D } | null = null;
+  /** A best-of-n candidate not yet kept, of a request that guides only after the selection (icmBeforeSelection). */
+  icmHeld = false;
   constructor(
     readonly request: SampleRequest,
     readonly model: CddIcm,
@@ -186,6 +195,7 @@ class BestOfState implements SampleState {
     const candidate = scores.indexOf(Math.max(...scores));
     this.members.forEach((m, k) => k !== candidate && m.dispose());
     this.members = [this.members[candidate]!];
+    this.members[0]!.icmHeld = false;
     this.early = { candidate, scores };
   }
   get width(): number {
@@ -287,7 +297,12 @@ export class Sampler {
     const noise = (seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed >>> 0 || 2 ** 32) as tf.Tensor4D;
     if (n === 1) return new State(req, m, schedule, cond, noise(req.seed));
     const members = Array.from({ length: n }, (_, k) => new State(req, m, schedule, cond, noise(candidateSeed(req.seed, k)), false));
-    return new BestOfState(req, m, members, cond, Math.ceil(selectAt * req.steps));
+    const selectAfter = Math.ceil(selectAt * req.steps);
+    // Holding ICM guidance back means something only when a selection comes before the last step.
+    if (selectAfter < req.steps && !(req.icmBeforeSelection ?? m.config.sampling?.icmBeforeSelection ?? true)) {
+      for (const s of members) s.icmHeld = true;
+    }
+    return new BestOfState(req, m, members, cond, selectAfter);
   }
 
   /** The states' unfinished samples (a best-of-n state's candidates), checked to belong to this sampler. */
@@ -315,7 +330,7 @@ export class Sampler {
     // Every coefficient below is gathered from each item's own position by the diffusion object.
     const at = this.positions(active);
     const phi = active.map((s) => s.request.guidanceScale);
-    const psi = active.map((s) => s.request.icmGuidanceScale);
+    const psi = active.map((s) => (s.icmHeld ? 0 : s.request.icmGuidanceScale));
     const guided = active.map((_, i) => i).filter((i) => phi[i] !== 1);
     const icmGuided = active.map((_, i) => i).filter((i) => psi[i] !== 0);
     const col = (a: number[]): tf.Tensor4D => tf.tensor4d(Float32Array.from(a), [a.length, 1, 1, 1]);

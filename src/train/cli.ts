@@ -69,7 +69,8 @@ const HELP = `usage: npm run train -- --dataset iclevr|codraw --config <preset> 
 
        npm run train -- --export <checkpoint folder> --out <folder> [--dtype float16|float32]
                         [--weights average|raw] [--default-steps N] [--default-guidance PHI] [--default-icm-guidance PSI]
-                        [--default-candidates N] [--default-solver ddim|dpm++2m] [--default-select-at F] [--autoencoder DIR]
+                        [--default-candidates N] [--default-solver ddim|dpm++2m] [--default-select-at F]
+                        [--default-icm-before-selection yes|no] [--autoencoder DIR]
   copies a model checkpoint (weights, config, tokenizer, embedded autoencoder) for shipping, float16 by default;
   --weights raw exports the optimised weights (raw.safetensors) of a run trained with --ema-decay instead of
   their average (the model files, the default); --autoencoder DIR replaces the model's decoder with DIR's (a
@@ -300,6 +301,7 @@ async function exportModel(argv: string[]): Promise<void> {
       'default-candidates': { type: 'string' },
       'default-solver': { type: 'string' },
       'default-select-at': { type: 'string' },
+      'default-icm-before-selection': { type: 'string' },
       autoencoder: { type: 'string' },
     },
     strict: true,
@@ -321,6 +323,11 @@ async function exportModel(argv: string[]): Promise<void> {
   // validateModelConfig below rejects an unknown solver name.
   if (values['default-solver'] !== undefined) sampling.solver = values['default-solver'] as SolverName;
   if (values['default-select-at'] !== undefined) sampling.selectAt = num(values['default-select-at'], 'default-select-at');
+  const icmBefore = values['default-icm-before-selection'];
+  if (icmBefore !== undefined) {
+    if (icmBefore !== 'yes' && icmBefore !== 'no') throw new Error('--default-icm-before-selection must be yes or no');
+    sampling.icmBeforeSelection = icmBefore === 'yes';
+  }
   await initBackend(parseBackendFlag(argv, process.env));
   const model = await loadCheckpoint(values.export);
   if (weights === 'raw') {

@@ -126,17 +126,21 @@ describe('CLIs', () => {
   it('a checkpoint exported with --default-* settings is evaluated at them unless the command line sets its own', async () => {
     const rec = join(dir, 'model-recommended');
     const exp = spawnSync(process.execPath, ['--import', 'tsx', join('src', 'train', 'cli.ts'), '--export', modelDir(), '--out', rec, '--dtype', 'float32',
-      '--default-steps', '2', '--default-guidance', '4.5', '--default-icm-guidance', '0', '--default-solver', 'dpm++2m'], { encoding: 'utf8', env: { ...process.env, LOG_LEVEL: 'silent' } });
+      '--default-steps', '2', '--default-guidance', '4.5', '--default-icm-guidance', '0', '--default-solver', 'dpm++2m',
+      '--default-icm-before-selection', 'no'], { encoding: 'utf8', env: { ...process.env, LOG_LEVEL: 'silent' } });
     expect(exp.status, exp.stderr).toBe(0);
     const cfg = JSON.parse(await readFile(join(rec, 'config.json'), 'utf8')) as { config: { sampling?: unknown } };
-    expect(cfg.config.sampling).toEqual({ steps: 2, guidanceScale: 4.5, icmGuidanceScale: 0, solver: 'dpm++2m' });
+    expect(cfg.config.sampling).toEqual({ steps: 2, guidanceScale: 4.5, icmGuidanceScale: 0, solver: 'dpm++2m', icmBeforeSelection: false });
     const base = ['--model', rec, '--episodes', epFile(), '--limit', '1', '--detector', detDir(), '--out', join(dir, 'out-rec'), '--json'];
     const lastLine = (r: { stdout: string }) => JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
     const byModel = cli('cli.ts', base);
     expect(byModel.code, byModel.stderr).toBe(0);
-    expect(lastLine(byModel)).toMatchObject({ steps: 2, guidance: 4.5, icm_guidance: 0, solver: 'dpm++2m' });
-    const asked = cli('cli.ts', [...base, '--guidance', '1', '--solver', 'ddim']);
-    expect(lastLine(asked)).toMatchObject({ steps: 2, guidance: 1, icm_guidance: 0, solver: 'ddim' });
+    expect(lastLine(byModel)).toMatchObject({ steps: 2, guidance: 4.5, icm_guidance: 0, solver: 'dpm++2m', icm_before_selection: false });
+    const asked = cli('cli.ts', [...base, '--guidance', '1', '--solver', 'ddim', '--icm-before-selection', 'yes']);
+    expect(lastLine(asked)).toMatchObject({ steps: 2, guidance: 1, icm_guidance: 0, solver: 'ddim', icm_before_selection: true });
+    const badFlag = cli('cli.ts', [...base, '--icm-before-selection', 'maybe']);
+    expect(badFlag.code).toBe(2);
+    expect(badFlag.stderr).toContain('--icm-before-selection must be yes or no');
     const unknown = cli('cli.ts', [...base, '--solver', 'euler']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('--solver must be one of ddim, dpm++2m');

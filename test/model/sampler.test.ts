@@ -297,6 +297,39 @@ describe('best-of-n with early selection (selectAt)', () => {
     expect(() => sampler.prepare({ ...r, selectAt: 0 })).toThrow(/selectAt must be in \(0, 1\]/);
     expect(tf.memory().numTensors).toBe(before);
   });
+  it('icmBeforeSelection false: the candidates run unguided by ICM up to the selection, the kept one guided after it', async () => {
+    const before = tf.memory().numTensors;
+    // psi large enough that the tiny model's ICM shift shows in two steps.
+    const r = req({ guidanceScale: 3, icmGuidanceScale: 20, steps: 4, candidates: 3, selectAt: 0.5 });
+    const run = (over: Partial<SampleRequest>) => {
+      const sampler = new Sampler(model);
+      const s = sampler.prepare({ ...r, ...over });
+      while (!s.done) sampler.step([s]);
+      const out = { choice: s.choice(), latent: s.latent() };
+      s.dispose();
+      return out;
+    };
+    const held = run({ icmBeforeSelection: false });
+    const unguided = run({ icmGuidanceScale: 0 });
+    const guided = run({});
+    // Up to the selection the held candidates are the psi = 0 candidates: the same scores, the same pick.
+    expect(held.choice.scores.map((x) => Math.round(x * 1e4))).toEqual(unguided.choice.scores.map((x) => Math.round(x * 1e4)));
+    expect(held.choice.candidate).toBe(unguided.choice.candidate);
+    expect(held.choice.scores).not.toEqual(guided.choice.scores);
+    // After it ICM guidance moves the kept candidate: its image is neither the unguided one nor the all-guided one.
+    const dist = (a: Float32Array, b: Float32Array) => a.reduce((m, v, j) => Math.max(m, Math.abs(v - b[j]!)), 0);
+    expect(dist(held.latent, unguided.latent)).toBeGreaterThan(1e-3);
+    // The model's recorded default does the same as the request's flag; without an early selection it changes nothing.
+    const saved = model.config.sampling;
+    model.config.sampling = { ...saved, icmBeforeSelection: false };
+    try {
+      expect(dist(run({}).latent, held.latent)).toBe(0);
+      expect(dist(run({ selectAt: 1 }).latent, run({ selectAt: 1, icmBeforeSelection: true }).latent)).toBe(0);
+    } finally {
+      model.config.sampling = saved;
+    }
+    expect(tf.memory().numTensors).toBe(before);
+  });
 });
 
 describe('Sampler.glimpse', () => {
