@@ -140,7 +140,12 @@ async function run(n: number, batching: boolean, seed: number): Promise<Row> {
   };
 }
 
-const label = `${settings.steps} ${solver} steps, phi ${settings.guidanceScale}, psi ${settings.icmGuidanceScale}, ${settings.candidates > 1 ? `best of ${settings.candidates}` : 'plain'}`;
+// Early selection and where ICM guidance applies come from the checkpoint's config.json, as in the server.
+const recommended = model.config.sampling ?? {};
+const selection = settings.candidates > 1 && (recommended.selectAt ?? 1) < 1
+  ? ` selected after ${Math.ceil((recommended.selectAt ?? 1) * settings.steps)} steps${recommended.icmBeforeSelection === false ? ', ICM guidance after the selection only' : ''}`
+  : '';
+const label = `${settings.steps} ${solver} steps, phi ${settings.guidanceScale}, psi ${settings.icmGuidanceScale}, ${settings.candidates > 1 ? `best of ${settings.candidates}${selection}` : 'plain'}`;
 console.log(`${source}: ${label}; backend ${info.name}, ${info.threads} threads; load average ${loadavg().map((v) => v.toFixed(2)).join(' ')}`);
 // Warm-up: the first call at each batch shape pays for kernel set-up (native primitives are cached per shape).
 await run(1, true, 1000);
@@ -168,7 +173,7 @@ for (const n of sessionCounts) {
 const most = rows.filter((r) => r.batching).sort((a, b) => b.sessions - a.sessions)[0];
 console.log(
   JSON.stringify({
-    bench: 'engine', model: source, backend: info.name, threads: info.threads, ...settings, solver, previewEvery, maxBatchSize,
+    bench: 'engine', model: source, backend: info.name, threads: info.threads, ...settings, solver, selectAt: recommended.selectAt ?? 1, icmBeforeSelection: recommended.icmBeforeSelection ?? true, previewEvery, maxBatchSize,
     turnMsMedian: Math.round(turnMs), turnMsAll: alone.map((r) => r.wallMs), firstPreviewMsMedian: Math.round(firstPreviewMs),
     sessions: most?.sessions ?? null, turnsPerMin: most?.turnsPerMin ?? null, rows, loadAvg1mAtEnd: Number(loadavg()[0]!.toFixed(2)),
   }),
