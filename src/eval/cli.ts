@@ -154,7 +154,7 @@ async function main(): Promise<void> {
   const totalTurns = episodes.reduce((s, e) => s + e.turns.length, 0);
   log(
     `evaluating ${modelDir} on ${episodes.length} ${dataset} episodes (${totalTurns} turns), ${model.config.imageSize}px, ` +
-      `${steps} ${solver} steps, phi ${guidanceScale}, psi ${icmGuidanceScale}, ${candidates > 1 ? `best of ${candidates}, ` : ''}${teacherForced ? 'teacher-forced' : 'iterative'}`,
+      `${steps} ${solver} steps, phi ${guidanceScale}, psi ${icmGuidanceScale}, ${candidates > 1 ? `best of ${candidates}${selectAt < 1 ? ` selected after ${Math.ceil(selectAt * steps)} steps${icmBeforeSelection ? '' : ' (ICM guidance after the selection)'}` : ''}, ` : ''}${teacherForced ? 'teacher-forced' : 'iterative'}`,
   );
   const progress = new Progress('turns', totalTurns);
   let turnsDone = 0;
